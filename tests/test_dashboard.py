@@ -454,3 +454,41 @@ def test_instance_table_transformations_name_real_fields(dashboard):
         "merge",
         "organize",
     ]
+
+
+# Queries on real data: the exporter serves examples/, Prometheus scrapes it.
+
+ALL = ".*"
+
+# Values Grafana puts in place of its own variables; 1m covers a 1s scrape
+# interval with room to spare.
+GRAFANA_SUBSTITUTES = {
+    "__rate_interval": "1m",
+    "__interval": "1s",
+    "__interval_ms": "1000",
+    "__range": "5m",
+    "__range_s": "300",
+    "__range_ms": "300000",
+}
+
+# How far the exporter's days_to_expiry may drift from `check` between the two
+# evaluations: about 15 minutes, far more than a test run takes.
+DAYS_TOLERANCE = 0.01
+
+
+def regex_value(values: list[str]) -> str:
+    """Render a multi-value selection the way Grafana renders it for =~."""
+    escaped = [re.escape(value) for value in values]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+def substitute(text: str, selection: dict[str, str]) -> str:
+    """Replace dashboard and Grafana variables in a query by their values."""
+    values = {**GRAFANA_SUBSTITUTES, **selection}
+
+    def replace(match: re.Match) -> str:
+        name = next(group for group in match.groups() if group)
+        assert name in values, f"no value for variable {name} in {text}"
+        return values[name]
+
+    return VARIABLE_REFERENCE.sub(replace, text)

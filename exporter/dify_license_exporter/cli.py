@@ -1,0 +1,431 @@
+"""Command line: serve, check, validate (and the subcommands added beside them).
+
+Exit codes: 0 success; 1 `check` found an instance at or above `--fail-on`;
+2 invalid input or usage, with a message naming the file, field, value and fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from typing import Any, Sequence
+from zoneinfo import ZoneInfo
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+
+from . import __version__, logs
+from .collector import LicenseCollector
+from .evaluate import SEVERITIES, InstanceStatus, evaluate, severity_at_least
+from .observations import ObservationSet
+from .refresh import FATAL_REASONS, Refresher
+from .registry import Registry, RegistryError, format_instant, load_registry, parse_instant
+from .server import ExporterServer, parse_listen_address, serve_in_thread
+
+log = logging.getLogger("dify_license_exporter")
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_INVALID = 2
+
+
+class UsageError(Exception):
+    """Invalid flags or input; main prints the message and exits 2."""
+
+
+def add_source_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("source flags")
+    group.add_argument(
+        "--registry",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="registry YAML file; repeat for several files (their lists are joined)",
+    )
+    group.add_argument(
+        "--registry-public-key",
+        metavar="PEM",
+        help="Ed25519 public key; the registry must carry a valid FILE.sig signature",
+    )
+    group.add_argument(
+        "--source",
+        choices=("files", "kubernetes"),
+        default="files",
+        help="where deployments are observed (default: files)",
+    )
+    group.add_argument(
+        "--values-dir",
+        metavar="DIR",
+        help="files source: folder of DIR/<cluster>/<namespace>.yaml Helm values",
+    )
+    group.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help="observe only this cluster (required with --source kubernetes)",
+    )
+    group.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file")
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context")
+    group.add_argument(
+        "--enterprise-pod-selector",
+        default="app=dify-enterprise",
+        metavar="SELECTOR",
+        help="label selector of the enterprise pods (default: app=dify-enterprise)",
+    )
+    group.add_argument(
+        "--chart-name",
+        default="dify",
+        metavar="NAME",
+        help="Helm chart name of Dify releases (default: dify)",
+    )
+    group.add_argument(
+        "--namespace-include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="observe only namespaces matching this glob; repeatable",
+    )
+    group.add_argument(
+        "--namespace-exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip namespaces matching this glob; repeatable",
+    )
+    group.add_argument(
+        "--namespace-selector",
+        metavar="SELECTOR",
+        help="observe only namespaces whose labels match this selector",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dify-license-exporter",
+        description="Prometheus exporter and checker for Dify Enterprise licenses.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve /metrics")
+    add_source_flags(serve)
+    serve.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=":9877",
+        metavar="HOST:PORT",
+        help="address to listen on (default: :9877)",
+    )
+    serve.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        metavar="PATH",
+        help="path of the metrics page (default: /metrics)",
+    )
+    serve.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="exporter-toolkit web configuration: TLS and basic auth",
+    )
+    serve.add_argument(
+        "--refresh-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between registry and source refreshes (default: 60)",
+    )
+    serve.add_argument("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
+    serve.add_argument(
+        "--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt"
+    )
+
+    check = commands.add_parser("check", help="evaluate once and print the findings")
+    add_source_flags(check)
+    check.add_argument("--format", choices=("table", "json"), default="table")
+    check.add_argument(
+        "--now",
+        metavar="RFC3339",
+        help="evaluate at this instant instead of the current time",
+    )
+    check.add_argument(
+        "--fail-on",
+        choices=SEVERITIES[1:],
+        default="critical",
+        help="exit 1 when an instance has this severity or higher (default: critical)",
+    )
+
+    validate = commands.add_parser("validate", help="validate registry files")
+    validate.add_argument("--registry", action="append", default=[], metavar="PATH")
+    validate.add_argument("paths", nargs="*", metavar="PATH", help="registry files")
+    return parser
+
+
+def build_sources(args: argparse.Namespace) -> list[Any]:
+    """Create the sources chosen by the source flags."""
+    if args.source == "kubernetes":
+        if not args.cluster:
+            raise UsageError(
+                "--source kubernetes needs --cluster NAME: the registry cluster name "
+                "of the cluster being observed"
+            )
+        from .sources.kubernetes import KubernetesSource
+
+        return [KubernetesSource.from_args(args)]
+    if args.values_dir:
+        from .sources.files import FilesSource
+
+        return [FilesSource(args.values_dir, args.cluster)]
+    return []
+
+
+def load(args: argparse.Namespace) -> Registry:
+    """Load the registry named by the source flags; raises RegistryError."""
+    return registry_loader(args)(args.registry)
+
+
+def registry_loader(args: argparse.Namespace):
+    key = getattr(args, "registry_public_key", None)
+    if not key:
+        return load_registry
+    from .signing import signed_registry_loader
+
+    return signed_registry_loader(key)
+
+
+def parse_now(text: str | None, registry: Registry) -> datetime:
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        return parse_instant(text, ZoneInfo(registry.timezone), end_of_day=False)
+    except ValueError as exc:
+        raise UsageError(f"--now: invalid value {text!r}: {exc}") from None
+
+
+def status_json(status: InstanceStatus) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "cluster": status.cluster,
+        "namespace": status.namespace,
+        "license": status.license,
+        "environment": status.environment,
+        "mode": status.mode,
+        "expires": format_instant(status.expires) if status.expires else None,
+        "days_to_expiry": (
+            round(status.days_to_expiry, 6) if status.days_to_expiry is not None else None
+        ),
+        "stage": status.stage,
+        "severity": status.severity,
+        "findings": list(status.findings),
+        "status": status.status,
+    }
+    if status.error:
+        result["error"] = status.error
+    return result
+
+
+def render_table(statuses: list[InstanceStatus]) -> str:
+    header = (
+        "CLUSTER",
+        "NAMESPACE",
+        "LICENSE",
+        "ENVIRONMENT",
+        "MODE",
+        "EXPIRES",
+        "DAYS",
+        "STAGE",
+        "SEVERITY",
+        "FINDINGS",
+    )
+    rows = [header]
+    ordered = sorted(
+        statuses,
+        key=lambda s: (
+            s.days_to_expiry is None,
+            s.days_to_expiry if s.days_to_expiry is not None else 0.0,
+            s.key,
+        ),
+    )
+    for status in ordered:
+        findings = ",".join(status.findings) or "-"
+        if status.error:
+            findings += " (values unreadable)"
+        rows.append(
+            (
+                status.cluster,
+                status.namespace,
+                status.license or "-",
+                status.environment or "-",
+                status.mode or "-",
+                status.expires.strftime("%Y-%m-%d %H:%M") if status.expires else "-",
+                f"{status.days_to_expiry:.1f}" if status.days_to_expiry is not None else "-",
+                str(status.stage) if status.stage is not None else "-",
+                status.severity,
+                findings,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def observe_once(sources: list[Any]) -> tuple[ObservationSet | None, list[str]]:
+    """Observe every source once; return the merged observations and fatal errors."""
+    merged: ObservationSet | None = None
+    fatal = []
+    for source in sources:
+        result = source.observe()
+        for error in result.errors:
+            if error.reason in FATAL_REASONS:
+                fatal.append(error.message)
+            else:
+                print(f"warning: {error.message}", file=sys.stderr)
+        if merged is None:
+            merged = result
+        else:
+            merged.instances.update(result.instances)
+            merged.clusters = merged.clusters | result.clusters
+            merged.observes_pods = merged.observes_pods or result.observes_pods
+    return merged, fatal
+
+
+def run_check(args: argparse.Namespace) -> int:
+    if not args.registry:
+        raise UsageError("check needs --registry PATH")
+    registry = load(args)
+    now = parse_now(args.now, registry)
+    observations, fatal = observe_once(build_sources(args))
+    if fatal:
+        raise UsageError("\n".join(fatal))
+    statuses = evaluate(registry, observations, now)
+    if args.format == "json":
+        document = {
+            "now": format_instant(now),
+            "instances": [status_json(status) for status in statuses],
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(f"now: {format_instant(now)}")
+        print(render_table(statuses))
+    failing = any(severity_at_least(s.severity, args.fail_on) for s in statuses)
+    return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    paths = list(args.registry) + list(args.paths)
+    if not paths:
+        raise UsageError("validate needs --registry PATH")
+    registry = load_registry(paths)
+    print(
+        f"registry valid: {len(registry.licenses)} licenses, "
+        f"{len(registry.instances)} instances, {len(registry.renewals)} renewal "
+        f"entries, timezone {registry.timezone}"
+    )
+    return EXIT_OK
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    if not args.registry:
+        raise UsageError("serve needs --registry PATH")
+    if args.refresh_interval <= 0:
+        raise UsageError(
+            f"--refresh-interval: invalid value {args.refresh_interval}; "
+            "use a positive number of seconds"
+        )
+    if not args.telemetry_path.startswith("/") or args.telemetry_path in (
+        "/",
+        "/healthz",
+        "/readyz",
+    ):
+        raise UsageError(
+            f"--web.telemetry-path: invalid value {args.telemetry_path!r}; "
+            "use a path such as /metrics"
+        )
+    try:
+        address = parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        raise UsageError(f"--web.listen-address: {exc}") from None
+    load(args)  # refuse to start on an invalid registry
+    web_config = None
+    if args.web_config_file:
+        from .webconfig import load_web_config
+
+        web_config = load_web_config(args.web_config_file)
+
+    refresher = Refresher(args.registry, build_sources(args), registry_loader(args))
+    refresher.refresh()
+    registry = CollectorRegistry()
+    registry.register(LicenseCollector(refresher))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+    try:
+        server = ExporterServer(address, registry, args.telemetry_path, lambda: refresher.ready)
+    except OSError as exc:
+        raise UsageError(
+            f"--web.listen-address: cannot listen on {args.listen_address}: "
+            f"{exc.strerror}"
+        ) from None
+    if web_config is not None:
+        web_config.apply(server)
+    stopping = threading.Event()
+
+    def handle_signal(signum: int, _frame: object) -> None:
+        log.info("stopping", extra={"reason": signal.Signals(signum).name})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, handle_signal)
+    signal.signal(signal.SIGINT, handle_signal)
+    serve_in_thread(server)
+    refresher.start(args.refresh_interval)
+    snapshot = refresher.snapshot
+    log.info(
+        "listening",
+        extra={
+            "address": "%s:%d" % server.server_address[:2],
+            "path": args.telemetry_path,
+            "interval": args.refresh_interval,
+            "version": __version__,
+            "instances": len(snapshot.registry.instances) if snapshot.registry else 0,
+        },
+    )
+    stopping.wait()
+    refresher.stop()
+    server.shutdown()
+    server.server_close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+COMMANDS = {"serve": run_serve, "check": run_check, "validate": run_validate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except RegistryError as exc:
+        print(f"error: invalid registry ({len(exc.problems)} problems):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`check | head`); nothing left to report.
+        sys.stderr.close()
+        return EXIT_OK

@@ -1,0 +1,252 @@
+"""Prometheus collector that renders the latest snapshot at scrape time.
+
+Every scrape evaluates the snapshot at the current time, so days_to_expiry and
+the notice findings are exact at scrape time, and an instance that left the
+registry or the cluster has no series at all. Every family is yielded even when it
+has no samples, so rules and dashboards can rely on its HELP and TYPE lines.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .evaluate import InstanceStatus, evaluate
+from .observations import MODES
+from .refresh import Refresher
+
+INSTANCE_LABELS = ("cluster", "namespace", "license", "environment")
+INFO_LABELS = INSTANCE_LABELS + (
+    "owner",
+    "department",
+    "requester",
+    "activator",
+    "bound_cluster",
+    "bound_namespace",
+    "priority",
+)
+
+
+def _gauge(name: str, documentation: str, extra: tuple[str, ...] = ()):
+    return GaugeMetricFamily(name, documentation, labels=INSTANCE_LABELS + extra)
+
+
+class LicenseCollector(Collector):
+    """Render license gauges and exporter health from a Refresher's snapshot."""
+
+    def __init__(self, refresher: Refresher, clock: Callable[[], float] = time.time):
+        self.refresher = refresher
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        # An empty describe keeps the registry from calling collect() at register
+        # time, before the first refresh.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.refresher.snapshot
+        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+        statuses: list[InstanceStatus] = []
+        if snapshot.registry is not None:
+            statuses = evaluate(snapshot.registry, snapshot.observations, now)
+        observes_pods = bool(snapshot.observations and snapshot.observations.observes_pods)
+        yield from self._license_families(statuses, observes_pods)
+        yield self._instances_family(snapshot)
+        yield from self._health_families()
+
+    def _license_families(
+        self, statuses: list[InstanceStatus], observes_pods: bool
+    ) -> Iterator[Metric]:
+        expiry = _gauge(
+            "dify_license_expiry_timestamp_seconds",
+            "Unix time at which the license stops being valid.",
+        )
+        effective = _gauge(
+            "dify_license_effective_timestamp_seconds",
+            "Unix time at which the license starts being valid.",
+        )
+        days = _gauge(
+            "dify_license_days_to_expiry",
+            "Days from scrape time to license expiry, negative once expired.",
+        )
+        mode = _gauge(
+            "dify_license_mode",
+            "Configured enterprise.licenseMode: 1 for the configured mode, 0 otherwise.",
+            ("mode",),
+        )
+        info = GaugeMetricFamily(
+            "dify_license_info",
+            "Registry data of an instance: owner, department, renewal contacts, binding.",
+            labels=INFO_LABELS,
+        )
+        restart = _gauge(
+            "dify_license_restart_pending",
+            "1 when the license changed after the enterprise pods started.",
+        )
+        binding = _gauge(
+            "dify_license_binding_mismatch",
+            "1 when the instance runs outside the namespace its license is bound to.",
+        )
+        mode_mismatch = _gauge(
+            "dify_license_mode_mismatch",
+            "1 when the configured licenseMode differs from the registry's mode.",
+        )
+        missing = _gauge(
+            "dify_license_registry_missing_fields",
+            "Required registry fields (owner, department, requester, activator) "
+            "that are empty.",
+        )
+        thresholds = _gauge(
+            "dify_license_notice_threshold_days",
+            "Notice thresholds of the instance's license in days, one series each.",
+            ("threshold", "severity"),
+        )
+        finding = _gauge(
+            "dify_license_finding",
+            "1 for each finding that applies to the instance now.",
+            ("finding", "severity"),
+        )
+        observation_error = GaugeMetricFamily(
+            "dify_license_observation_error",
+            "1 while the observed configuration of an instance cannot be read.",
+            labels=("cluster", "namespace", "reason"),
+        )
+
+        for status in statuses:
+            labels = [
+                status.cluster,
+                status.namespace,
+                status.license or "",
+                status.environment or "",
+            ]
+            if status.expires is not None and status.effective is not None:
+                expiry.add_metric(labels, status.expires.timestamp())
+                effective.add_metric(labels, status.effective.timestamp())
+                days.add_metric(labels, status.days_to_expiry)
+            if status.mode is not None:
+                for name in MODES:
+                    mode.add_metric(labels + [name], 1.0 if name == status.mode else 0.0)
+            if status.instance is not None:
+                info.add_metric(labels + _info_values(status), 1.0)
+                binding.add_metric(labels, float(bool(status.binding_mismatch)))
+                missing.add_metric(labels, float(len(status.missing_fields)))
+                for threshold, severity in status.thresholds:
+                    thresholds.add_metric(
+                        labels + [str(threshold), severity], float(threshold)
+                    )
+            if status.mode_mismatch is not None:
+                mode_mismatch.add_metric(labels, float(status.mode_mismatch))
+            if observes_pods and status.restart_pending is not None:
+                restart.add_metric(labels, float(status.restart_pending))
+            for code in status.findings:
+                finding.add_metric(labels + [code, status.finding_severity(code)], 1.0)
+            observed = status.observation
+            if observed is not None and observed.error_reason:
+                observation_error.add_metric(
+                    [status.cluster, status.namespace, observed.error_reason], 1.0
+                )
+
+        yield from (
+            expiry,
+            effective,
+            days,
+            mode,
+            info,
+            restart,
+            binding,
+            mode_mismatch,
+            missing,
+            thresholds,
+            finding,
+            observation_error,
+        )
+
+    def _instances_family(self, snapshot) -> Metric:
+        family = GaugeMetricFamily(
+            "dify_license_instances",
+            "Registry instances using the license; more than 1 means it is shared.",
+            labels=("license",),
+        )
+        registry = snapshot.registry
+        if registry is not None:
+            counts = {name: 0 for name in registry.licenses}
+            for instance in registry.instances:
+                counts[instance.license] = counts.get(instance.license, 0) + 1
+            for name in sorted(counts):
+                family.add_metric([name], float(counts[name]))
+        return family
+
+    def _health_families(self) -> Iterator[Metric]:
+        health = self.refresher.health
+        errors = CounterMetricFamily(
+            "dify_license_exporter_refresh_errors",
+            "Refresh errors by source and reason, counted once per distinct error.",
+            labels=("source", "reason"),
+        )
+        for (source, reason), value in sorted(health.errors_total.items()):
+            errors.add_metric([source, reason], float(value))
+        yield errors
+
+        active = GaugeMetricFamily(
+            "dify_license_exporter_active_errors",
+            "Errors present in the latest refresh, by source and reason.",
+            labels=("source", "reason"),
+        )
+        for (source, reason), value in sorted(health.active_errors.items()):
+            active.add_metric([source, reason], float(value))
+        yield active
+
+        success = GaugeMetricFamily(
+            "dify_license_exporter_last_refresh_success_timestamp_seconds",
+            "Unix time of the last refresh of the source that succeeded.",
+            labels=("source",),
+        )
+        for source, value in sorted(health.last_success.items()):
+            success.add_metric([source], value)
+        yield success
+
+        duration = GaugeMetricFamily(
+            "dify_license_exporter_refresh_duration_seconds",
+            "Duration of the latest refresh of the source in seconds.",
+            labels=("source",),
+        )
+        for source, value in sorted(health.duration.items()):
+            duration.add_metric([source], value)
+        yield duration
+
+        registry_valid = GaugeMetricFamily(
+            "dify_license_exporter_registry_valid",
+            "1 when the latest registry load succeeded, 0 while the last good "
+            "registry is served instead.",
+        )
+        registry_valid.add_metric([], float(self.refresher.snapshot.registry_valid))
+        yield registry_valid
+
+        build = GaugeMetricFamily(
+            "dify_license_exporter_build_info",
+            "Exporter build information.",
+            labels=("version",),
+        )
+        build.add_metric([__version__], 1.0)
+        yield build
+
+
+def _info_values(status: InstanceStatus) -> list[str]:
+    instance = status.instance
+    renewal = status.renewal
+    license = status.license_entry
+    assert instance is not None and renewal is not None and license is not None
+    return [
+        instance.owner,
+        instance.department,
+        renewal.requester,
+        renewal.activator,
+        license.bound_cluster,
+        license.bound_namespace,
+        instance.priority,
+    ]

@@ -1,0 +1,177 @@
+"""The refresh loop: reload the registry, observe the sources, keep the last good data.
+
+A `Refresher` owns the snapshot that the collector renders. A refresh that fails
+keeps the previous registry or observations, counts the error by reason and logs it
+once per distinct error, not once per refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+from .observations import ObservationSet, SourceError
+from .registry import Registry, RegistryError, load_registry
+
+log = logging.getLogger(__name__)
+
+# The closed list of refresh error reasons per source, exposed from start with 0.
+ERROR_REASONS: dict[str, tuple[str, ...]] = {
+    "registry": ("read_failed", "invalid_yaml", "invalid_registry", "signature_invalid"),
+    "files": ("values_dir_missing", "values_unreadable", "values_invalid"),
+    "kubernetes": (
+        "api_unavailable",
+        "timeout",
+        "rate_limited",
+        "forbidden",
+        "watch_expired",
+        "release_decode_failed",
+    ),
+}
+
+
+class Source(Protocol):
+    name: str
+
+    def observe(self) -> ObservationSet: ...
+
+
+# Errors after which the whole observation is unusable and the last good one is kept.
+FATAL_REASONS = frozenset(
+    {"values_dir_missing", "api_unavailable", "timeout", "rate_limited", "forbidden"}
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The latest good data, replaced as a whole so readers never see a mix."""
+
+    registry: Registry | None = None
+    observations: ObservationSet | None = None
+    registry_valid: bool = False
+
+
+@dataclass
+class Health:
+    """Refresh health per source, rendered as exporter metrics."""
+
+    errors_total: dict[tuple[str, str], int] = field(default_factory=dict)
+    active_errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_success: dict[str, float] = field(default_factory=dict)
+    duration: dict[str, float] = field(default_factory=dict)
+
+
+class Refresher:
+    """Load the registry and observe the sources, on demand or in a background loop."""
+
+    def __init__(
+        self,
+        registry_paths: Sequence[str],
+        sources: Sequence[Source],
+        registry_loader: Callable[[Sequence[str]], Registry] = load_registry,
+    ):
+        self.registry_paths = list(registry_paths)
+        self.sources = list(sources)
+        self.registry_loader = registry_loader
+        self.snapshot = Snapshot()
+        self.health = Health()
+        for source, reasons in ERROR_REASONS.items():
+            for reason in reasons:
+                self.health.errors_total[(source, reason)] = 0
+        self._seen_errors: dict[str, set[tuple[str, str]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.snapshot.registry is not None
+
+    def refresh(self) -> None:
+        """Run one refresh of the registry and every source."""
+        with self._lock:
+            registry, registry_valid = self._refresh_registry()
+            observations = self.snapshot.observations
+            for source in self.sources:
+                observations = self._refresh_source(source, observations)
+            self.snapshot = Snapshot(
+                registry=registry,
+                observations=observations,
+                registry_valid=registry_valid,
+            )
+
+    def _refresh_registry(self) -> tuple[Registry | None, bool]:
+        started = time.monotonic()
+        try:
+            registry = self.registry_loader(self.registry_paths)
+        except RegistryError as exc:
+            self._record("registry", [SourceError(exc.reason, str(exc))])
+            self.health.duration["registry"] = time.monotonic() - started
+            return self.snapshot.registry, False
+        self._record("registry", [])
+        now = time.time()
+        self.health.last_success["registry"] = now
+        self.health.duration["registry"] = time.monotonic() - started
+        return registry, True
+
+    def _refresh_source(
+        self, source: Source, previous: ObservationSet | None
+    ) -> ObservationSet | None:
+        started = time.monotonic()
+        try:
+            result = source.observe()
+        except Exception:  # noqa: BLE001 - a source bug must not stop the exporter
+            log.exception("source %s failed unexpectedly", source.name)
+            result = ObservationSet(
+                source=source.name,
+                errors=[SourceError("api_unavailable", "unexpected source failure")],
+            )
+            self.health.duration[source.name] = time.monotonic() - started
+            self._record(source.name, result.errors)
+            return previous
+        self.health.duration[source.name] = time.monotonic() - started
+        self._record(source.name, result.errors)
+        if any(error.reason in FATAL_REASONS for error in result.errors):
+            return previous
+        self.health.last_success[source.name] = time.time()
+        return result
+
+    def _record(self, source: str, errors: list[SourceError]) -> None:
+        """Count and log each error once while it persists; log recoveries."""
+        current = {(error.reason, error.message) for error in errors}
+        seen = self._seen_errors.get(source, set())
+        for reason, message in sorted(current - seen):
+            key = (source, reason)
+            self.health.errors_total[key] = self.health.errors_total.get(key, 0) + 1
+            log.warning(
+                "refresh error",
+                extra={"source": source, "reason": reason, "error": message},
+            )
+        if seen and not current:
+            log.info("refresh recovered", extra={"source": source})
+        active: dict[tuple[str, str], int] = {}
+        for reason, _message in current:
+            active[(source, reason)] = active.get((source, reason), 0) + 1
+        for key in [k for k in self.health.active_errors if k[0] == source]:
+            del self.health.active_errors[key]
+        self.health.active_errors.update(active)
+        self._seen_errors[source] = current
+
+    def start(self, interval: float) -> None:
+        """Refresh every `interval` seconds in a daemon thread until `stop`."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.refresh()
+                except Exception:  # noqa: BLE001 - keep serving the last snapshot
+                    log.exception("refresh failed unexpectedly")
+
+        self._thread = threading.Thread(target=loop, name="refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

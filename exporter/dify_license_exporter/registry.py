@@ -1,0 +1,595 @@
+"""Load and validate the license, instance and renewal registries.
+
+One or more YAML files are read with the strict reader in `yamlfile`, checked
+against the shipped JSON Schema (`registry.schema.json`) and then against the rules a
+schema cannot express: real calendar dates, known time zones, unique aliases,
+references between the registries and effective-before-expiry. Every problem of
+every file is collected and reported at once, each naming the file, the field path,
+the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from importlib import resources
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema
+
+from . import yamlfile
+from .yamlfile import YamlError, join_path
+
+DEFAULT_NOTICE_DAYS: tuple[int, ...] = (90, 60, 30, 7)
+ENVIRONMENTS = ("production", "staging", "test", "development")
+PRIORITY = {"production": "high", "staging": "medium"}
+SECRET_FIELDS = {"id"}
+MIN_YEAR = 1970
+MAX_YEAR = 9998
+
+_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_DATETIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
+    r"([Zz]|[+-]\d{2}:\d{2})?$"
+)
+
+
+@dataclass(frozen=True)
+class License:
+    """A license registry entry. `id` is a credential and is never rendered."""
+
+    id: str = field(repr=False)
+    name: str
+    effective: datetime
+    expires: datetime
+    mode: str
+    bound_cluster: str
+    bound_namespace: str
+    last_refreshed: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An instance registry entry: one Dify deployment in one namespace."""
+
+    cluster: str
+    namespace: str
+    license: str
+    environment: str
+    owner: str = ""
+    department: str = ""
+    api_url: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.cluster, self.namespace)
+
+    @property
+    def priority(self) -> str:
+        return PRIORITY.get(self.environment, "low")
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """A renewal registry entry for one license."""
+
+    license: str
+    notice_days: tuple[int, ...] = DEFAULT_NOTICE_DAYS
+    requester: str = ""
+    activator: str = ""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The three registries joined, ready for evaluation."""
+
+    timezone: str = "UTC"
+    licenses: dict[str, License] = field(default_factory=dict)
+    instances: tuple[Instance, ...] = ()
+    renewals: dict[str, Renewal] = field(default_factory=dict)
+
+    def renewal_for(self, license_name: str) -> Renewal:
+        return self.renewals.get(license_name) or Renewal(license=license_name)
+
+    def instance_count(self, license_name: str) -> int:
+        return sum(1 for item in self.instances if item.license == license_name)
+
+
+@dataclass(frozen=True)
+class RegistryProblem:
+    """One validation problem, rendered as `file: path: message`."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class RegistryError(Exception):
+    """The registry is invalid; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[RegistryProblem], reason: str):
+        self.problems = problems
+        self.reason = reason
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def load_schema() -> dict[str, Any]:
+    """Return the registry JSON Schema shipped with the package."""
+    text = resources.files(__package__).joinpath("registry.schema.json").read_text()
+    return json.loads(text)
+
+
+_SCHEMA = load_schema()
+_VALIDATOR = jsonschema.Draft202012Validator(_SCHEMA)
+
+
+def load_registry(paths: Iterable[str]) -> Registry:
+    """Read, validate and join registry files.
+
+    Raises RegistryError with every problem of every file; its `reason` is
+    `read_failed`, `invalid_yaml` or `invalid_registry`.
+    """
+    documents: list[tuple[str, dict[str, Any]]] = []
+    raw_documents: list[dict[str, Any]] = []
+    problems: list[RegistryProblem] = []
+    reason = "invalid_registry"
+    paths = list(paths)
+    if not paths:
+        raise RegistryError(
+            [RegistryProblem("registry", "", "no registry file given; pass --registry")],
+            "read_failed",
+        )
+    for path in paths:
+        try:
+            text = yamlfile.read_text(path)
+        except FileNotFoundError:
+            problems.append(
+                RegistryProblem(path, "", "file not found; check the --registry path")
+            )
+            reason = "read_failed"
+            continue
+        except OSError as exc:
+            problems.append(
+                RegistryProblem(
+                    path, "", f"cannot read the file: {exc.strerror}; check permissions"
+                )
+            )
+            reason = "read_failed"
+            continue
+        except YamlError as exc:
+            problems.extend(RegistryProblem(path, p.path, p.message) for p in exc.problems)
+            reason = "invalid_yaml"
+            continue
+        try:
+            data, yaml_problems = yamlfile.parse(text)
+        except YamlError as exc:
+            problems.extend(RegistryProblem(path, p.path, p.message) for p in exc.problems)
+            if reason != "read_failed":
+                reason = "invalid_yaml"
+            continue
+        problems.extend(RegistryProblem(path, p.path, p.message) for p in yaml_problems)
+        if data is None:
+            data = {}
+        schema_problems, invalid_items = _schema_problems(path, data)
+        problems.extend(schema_problems)
+        if isinstance(data, dict):
+            documents.append((path, _drop_items(data, invalid_items)))
+            raw_documents.append(data)
+    registry, join_problems = _join(documents, _invalid_license_names(raw_documents))
+    problems.extend(join_problems)
+    if problems:
+        raise RegistryError(problems, reason)
+    return registry
+
+
+def _invalid_license_names(raw_documents: list[dict[str, Any]]) -> set[str]:
+    """Return every license name written in the files, valid entry or not."""
+    names = set()
+    for data in raw_documents:
+        items = data.get("licenses")
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                names.add(item["name"])
+    return names
+
+
+def _drop_items(data: dict[str, Any], invalid: set[tuple[str, int]]) -> dict:
+    """Keep only the well-formed entries, so cross-checks can still run on them."""
+    result: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("licenses", "instances", "renewals"):
+            if not isinstance(value, list) or (key, -1) in invalid:
+                continue
+            value = [
+                item for index, item in enumerate(value) if (key, index) not in invalid
+            ]
+        elif key == "timezone" and not isinstance(value, str):
+            continue
+        result[key] = value
+    return result
+
+
+def _describe_value(path: str, value: Any) -> str:
+    if path.rsplit(".", 1)[-1] in SECRET_FIELDS and path.startswith("licenses"):
+        return "(value hidden)"
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return text
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref and ref.startswith("#/$defs/"):
+        return _SCHEMA["$defs"][ref.split("/")[-1]]
+    return schema
+
+
+def _fix(schema: dict[str, Any]) -> str:
+    description = _resolve(schema).get("description", "")
+    return f"; {description[0].lower()}{description[1:]}" if description else ""
+
+
+def _schema_problems(
+    file: str, data: Any
+) -> tuple[list[RegistryProblem], set[tuple[str, int]]]:
+    """Return the schema problems and the (section, index) of each invalid entry.
+
+    An index of -1 marks a section that is not a list at all.
+    """
+    problems = []
+    invalid: set[tuple[str, int]] = set()
+    errors = sorted(
+        _VALIDATOR.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
+    )
+    for error in errors:
+        path = ""
+        for part in error.absolute_path:
+            path = join_path(path, part)
+        problems.extend(_explain(file, path, error))
+        location = list(error.absolute_path)
+        if len(location) >= 2 and isinstance(location[1], int):
+            invalid.add((str(location[0]), location[1]))
+        elif len(location) == 1:
+            invalid.add((str(location[0]), -1))
+        elif not location and error.validator == "additionalProperties":
+            continue
+    return problems, invalid
+
+
+def _explain(
+    file: str, path: str, error: jsonschema.ValidationError
+) -> list[RegistryProblem]:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    value = error.instance
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        result = []
+        for key in sorted(set(value) - set(allowed), key=str):
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+            result.append(
+                RegistryProblem(
+                    file,
+                    join_path(path, key),
+                    f"unknown key {key!r}; {suggestion}allowed keys: "
+                    + ", ".join(allowed),
+                )
+            )
+        return result
+    if kind == "required":
+        missing = [name for name in error.validator_value if name not in value]
+        result = []
+        for name in missing:
+            sub = schema.get("properties", {}).get(name, {})
+            result.append(
+                RegistryProblem(
+                    file, join_path(path, name), f"required key is missing{_fix(sub)}"
+                )
+            )
+        return result
+    shown = _describe_value(path, value)
+    if kind == "type":
+        expected = error.validator_value
+        expected = "mapping" if expected == "object" else expected
+        expected = "list" if expected == "array" else expected
+        message = f"must be a {expected}, got {_type_name(value)} {shown}"
+    elif kind == "enum":
+        options = ", ".join(str(o) for o in error.validator_value)
+        message = f"invalid value {shown}; must be one of {options}"
+    elif kind == "uniqueItems":
+        message = f"repeated values in {shown}; list each value once"
+    elif kind == "minItems":
+        message = f"empty list {shown}; give at least one value or remove the key"
+    elif kind in ("minimum", "maximum"):
+        message = f"value {shown} is out of range"
+    elif kind == "minLength":
+        message = f"empty value {shown}; fill it in or remove the key"
+    elif kind == "maxLength":
+        message = f"value {shown} is longer than {error.validator_value} characters"
+    else:
+        message = f"invalid value {shown}"
+    return [RegistryProblem(file, path, message + _fix(schema))]
+
+
+def parse_instant(text: str, zone: ZoneInfo, end_of_day: bool) -> datetime:
+    """Parse a date or RFC 3339 date-time into an aware UTC instant.
+
+    A date-only value means 00:00 of that day in `zone`, or 00:00 of the following
+    day when `end_of_day` is set (a date-only expiry is the last valid day). A
+    date-time without an offset is read in `zone`. Raises ValueError with a message
+    that names the problem and the fix.
+    """
+    match = _DATE.match(text)
+    if match:
+        day = _make_date(*(int(g) for g in match.groups()))
+        if end_of_day:
+            day = day + timedelta(days=1)
+        local = datetime.combine(day, time(0, 0), tzinfo=zone)
+        return local.astimezone(timezone.utc)
+    match = _DATETIME.match(text)
+    if not match:
+        raise ValueError(
+            "not a date or date-time; use a date such as 2026-12-31 "
+            "or an RFC 3339 date-time such as 2026-12-31T18:00:00Z"
+        )
+    year, month, day_of_month, hour, minute = (int(g) for g in match.groups()[:5])
+    second = int(match.group(6) or 0)
+    fraction = match.group(7) or ""
+    offset = match.group(8)
+    day = _make_date(year, month, day_of_month)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(
+            f"time {hour:02d}:{minute:02d}:{second:02d} does not exist; "
+            "use 00:00:00 to 23:59:59 (for the end of a day, give the next day "
+            "at 00:00)"
+        )
+    microsecond = int((fraction[1:] + "000000")[:6]) if fraction else 0
+    if offset is None:
+        tzinfo: Any = zone
+    elif offset in ("Z", "z"):
+        tzinfo = timezone.utc
+    else:
+        sign = 1 if offset[0] == "+" else -1
+        hours, minutes = int(offset[1:3]), int(offset[4:6])
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"offset {offset} does not exist; use -23:59 to +23:59")
+        tzinfo = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    local = datetime(
+        day.year, day.month, day.day, hour, minute, second, microsecond, tzinfo=tzinfo
+    )
+    return local.astimezone(timezone.utc)
+
+
+def _make_date(year: int, month: int, day: int) -> date:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"year {year} is out of range; use {MIN_YEAR} to {MAX_YEAR}")
+    try:
+        return date(year, month, day)
+    except ValueError as exc:
+        raise ValueError(
+            f"{year:04d}-{month:02d}-{day:02d} is not a calendar date ({exc}); "
+            "use a real date"
+        ) from None
+
+
+def format_instant(value: datetime) -> str:
+    """Render an instant as RFC 3339 UTC with a Z suffix."""
+    text = value.astimezone(timezone.utc).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def _join(
+    documents: list[tuple[str, dict[str, Any]]],
+    written_license_names: set[str],
+) -> tuple[Registry, list[RegistryProblem]]:
+    problems: list[RegistryProblem] = []
+    zone_name = "UTC"
+    zone_file = None
+    for path, data in documents:
+        if "timezone" not in data:
+            continue
+        name = data["timezone"]
+        if zone_file is not None and name != zone_name:
+            problems.append(
+                RegistryProblem(
+                    path,
+                    "timezone",
+                    f"{name!r} differs from {zone_name!r} set in {zone_file}; "
+                    "set the same timezone in every file or in one file only",
+                )
+            )
+            continue
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(
+                RegistryProblem(
+                    path,
+                    "timezone",
+                    f"unknown time zone {name!r}; use an IANA name such as UTC, "
+                    "Europe/Berlin or Asia/Shanghai",
+                )
+            )
+            continue
+        zone_name, zone_file = name, path
+    zone = ZoneInfo(zone_name)
+
+    licenses: dict[str, License] = {}
+    license_origin: dict[str, str] = {}
+    instances: list[Instance] = []
+    instance_origin: dict[tuple[str, str], str] = {}
+    renewals: dict[str, Renewal] = {}
+    renewal_origin: dict[str, str] = {}
+    references: list[tuple[str, str, str]] = []
+    # Names of licenses rejected for other reasons: references to them are not
+    # reported a second time.
+    invalid_licenses: set[str] = set(written_license_names)
+
+    for path, data in documents:
+        for index, item in enumerate(data.get("licenses") or []):
+            where = f"licenses[{index}]"
+            parsed = _build_license(path, where, item, zone, problems)
+            if parsed is None:
+                invalid_licenses.add(item["name"])
+                continue
+            if parsed.name in licenses:
+                problems.append(
+                    RegistryProblem(
+                        path,
+                        f"{where}.name",
+                        f"duplicate license name {parsed.name!r}, first defined at "
+                        f"{license_origin[parsed.name]}; give each license its own "
+                        "name",
+                    )
+                )
+                continue
+            licenses[parsed.name] = parsed
+            license_origin[parsed.name] = f"{path}: {where}"
+        for index, item in enumerate(data.get("instances") or []):
+            where = f"instances[{index}]"
+            instance = Instance(
+                cluster=item["cluster"],
+                namespace=item["namespace"],
+                license=item["license"],
+                environment=item["environment"],
+                owner=(item.get("owner") or "").strip(),
+                department=(item.get("department") or "").strip(),
+                api_url=item.get("api_url"),
+            )
+            if instance.key in instance_origin:
+                problems.append(
+                    RegistryProblem(
+                        path,
+                        where,
+                        f"instance {instance.cluster}/{instance.namespace} is already "
+                        f"registered at {instance_origin[instance.key]}; register each "
+                        "namespace once",
+                    )
+                )
+                continue
+            instance_origin[instance.key] = f"{path}: {where}"
+            instances.append(instance)
+            references.append((path, f"{where}.license", instance.license))
+        for index, item in enumerate(data.get("renewals") or []):
+            where = f"renewals[{index}]"
+            renewal = Renewal(
+                license=item["license"],
+                notice_days=tuple(
+                    sorted(item.get("notice_days") or DEFAULT_NOTICE_DAYS, reverse=True)
+                ),
+                requester=(item.get("requester") or "").strip(),
+                activator=(item.get("activator") or "").strip(),
+            )
+            if renewal.license in renewals:
+                problems.append(
+                    RegistryProblem(
+                        path,
+                        f"{where}.license",
+                        f"license {renewal.license!r} already has a renewal entry at "
+                        f"{renewal_origin[renewal.license]}; merge the two entries",
+                    )
+                )
+                continue
+            renewals[renewal.license] = renewal
+            renewal_origin[renewal.license] = f"{path}: {where}"
+            references.append((path, f"{where}.license", renewal.license))
+
+    for path, where, name in references:
+        if name in licenses or name in invalid_licenses:
+            continue
+        known = sorted(licenses)
+        hint = difflib.get_close_matches(name, known, n=1)
+        suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+        problems.append(
+            RegistryProblem(
+                path,
+                where,
+                f"license {name!r} is not in the license registry; {suggestion}"
+                "use the name of an entry under licenses",
+            )
+        )
+
+    registry = Registry(
+        timezone=zone_name,
+        licenses=licenses,
+        instances=tuple(instances),
+        renewals=renewals,
+    )
+    return registry, problems
+
+
+def _build_license(
+    path: str,
+    where: str,
+    item: dict[str, Any],
+    zone: ZoneInfo,
+    problems: list[RegistryProblem],
+) -> License | None:
+    instants: dict[str, datetime | None] = {}
+    for key, end_of_day in (
+        ("effective", False),
+        ("expires", True),
+        ("last_refreshed", False),
+    ):
+        text = item.get(key)
+        if text is None:
+            instants[key] = None
+            continue
+        try:
+            instants[key] = parse_instant(text, zone, end_of_day)
+        except (ValueError, OverflowError) as exc:
+            problems.append(
+                RegistryProblem(path, f"{where}.{key}", f"invalid value {text!r}: {exc}")
+            )
+            return None
+    effective, expires = instants["effective"], instants["expires"]
+    assert effective is not None and expires is not None
+    if effective >= expires:
+        problems.append(
+            RegistryProblem(
+                path,
+                f"{where}.effective",
+                f"effective {item['effective']!r} is not before expires "
+                f"{item['expires']!r}; the license must start before it expires",
+            )
+        )
+        return None
+    bound = item["bound_to"]
+    return License(
+        id=item["id"],
+        name=item["name"],
+        effective=effective,
+        expires=expires,
+        mode=item["mode"],
+        bound_cluster=bound["cluster"],
+        bound_namespace=bound["namespace"],
+        last_refreshed=instants["last_refreshed"],
+    )

@@ -1,0 +1,117 @@
+"""HTTP server for /metrics, /healthz and /readyz.
+
+The telemetry path renders the collector's registry; content negotiation
+(OpenMetrics or the text format, gzip) is prometheus_client's.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger(__name__)
+
+LANDING_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Dify License Exporter</title></head>
+<body><h1>Dify License Exporter</h1>
+<p><a href="{path}">Metrics</a> &middot; <a href="/healthz">Health</a> &middot;
+<a href="/readyz">Readiness</a></p></body></html>
+"""
+
+
+class ExporterServer(ThreadingHTTPServer):
+    """Threaded HTTP server carrying the metrics registry and readiness check."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        registry: CollectorRegistry,
+        telemetry_path: str,
+        ready: Callable[[], bool],
+    ):
+        self.registry = registry
+        self.telemetry_path = telemetry_path
+        self.ready = ready
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, ExporterHandler)
+
+
+class ExporterHandler(BaseHTTPRequestHandler):
+    server: ExporterServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
+        path = urlsplit(self.path).path
+        if path == self.server.telemetry_path:
+            self._metrics()
+        elif path == "/healthz":
+            self._send(200, "text/plain; charset=utf-8", b"ok\n")
+        elif path == "/readyz":
+            if self.server.ready():
+                self._send(200, "text/plain; charset=utf-8", b"ready\n")
+            else:
+                self._send(503, "text/plain; charset=utf-8", b"registry not loaded\n")
+        elif path == "/":
+            page = LANDING_PAGE.format(path=self.server.telemetry_path)
+            self._send(200, "text/html; charset=utf-8", page.encode())
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _metrics(self) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept"))
+        try:
+            body = encoder(self.server.registry)
+        except Exception:  # noqa: BLE001 - answer 500, keep the server up
+            log.exception("rendering metrics failed")
+            self._send(500, "text/plain; charset=utf-8", b"rendering metrics failed\n")
+            return
+        self.send_response(200)
+        if "gzip" in (self.headers.get("Accept-Encoding") or ""):
+            body = gzip.compress(body, compresslevel=1)
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send(self, code: int, content_type: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.debug("http %s", format % args)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """Parse HOST:PORT, [IPv6]:PORT or :PORT (all interfaces).
+
+    Raises ValueError naming the value and the expected form.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(
+            f"invalid listen address {text!r}; use HOST:PORT such as 0.0.0.0:9877"
+        )
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def serve_in_thread(server: ExporterServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return thread

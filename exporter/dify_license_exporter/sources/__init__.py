@@ -1,0 +1,1 @@
+"""Sources observe Dify deployments; they never evaluate or render."""
