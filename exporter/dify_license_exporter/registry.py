@@ -208,8 +208,10 @@ def _drop_items(data: dict[str, Any], invalid: set[tuple[str, int]]) -> dict:
         if key in ("licenses", "instances", "renewals"):
             if not isinstance(value, list) or (key, -1) in invalid:
                 continue
+            # Invalid entries become None, so later messages keep the file's indexes.
             value = [
-                item for index, item in enumerate(value) if (key, index) not in invalid
+                None if (key, index) in invalid else item
+                for index, item in enumerate(value)
             ]
         elif key == "timezone" and not isinstance(value, str):
             continue
@@ -455,6 +457,8 @@ def _join(
 
     for path, data in documents:
         for index, item in enumerate(data.get("licenses") or []):
+            if item is None:
+                continue
             where = f"licenses[{index}]"
             parsed = _build_license(path, where, item, zone, problems)
             if parsed is None:
@@ -474,6 +478,8 @@ def _join(
             licenses[parsed.name] = parsed
             license_origin[parsed.name] = f"{path}: {where}"
         for index, item in enumerate(data.get("instances") or []):
+            if item is None:
+                continue
             where = f"instances[{index}]"
             instance = Instance(
                 cluster=item["cluster"],
@@ -499,6 +505,8 @@ def _join(
             instances.append(instance)
             references.append((path, f"{where}.license", instance.license))
         for index, item in enumerate(data.get("renewals") or []):
+            if item is None:
+                continue
             where = f"renewals[{index}]"
             renewal = Renewal(
                 license=item["license"],
