@@ -5,11 +5,21 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from conftest import free_port
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
@@ -128,7 +138,7 @@ def metric_names(expr: str) -> set[str]:
     """Return the metric names an expression or label_values() selector reads.
 
     Function names, aggregations, keywords, label names and string literals are
-    left out; `__name__` matchers must list plain names separated by `|`.
+    left out. A `__name__` matcher must list plain names separated by `|`.
     """
     names: set[str] = set()
     for match in NAME_MATCHER.finditer(expr):
@@ -460,8 +470,8 @@ def test_instance_table_transformations_name_real_fields(dashboard):
 
 ALL = ".*"
 
-# Values Grafana puts in place of its own variables; 1m covers a 1s scrape
-# interval with room to spare.
+# Values Grafana puts in place of its own variables. A 1m rate interval covers
+# the 1s scrape interval of the test with room to spare.
 GRAFANA_SUBSTITUTES = {
     "__rate_interval": "1m",
     "__interval": "1s",
@@ -477,8 +487,12 @@ DAYS_TOLERANCE = 0.01
 
 
 def regex_value(values: list[str]) -> str:
-    """Render a multi-value selection the way Grafana renders it for =~."""
-    escaped = [re.escape(value) for value in values]
+    """Render a multi-value selection the way Grafana renders it for =~.
+
+    Grafana's Prometheus data source escapes regex metacharacters with a doubled
+    backslash, because the value lands inside a PromQL string literal.
+    """
+    escaped = [re.sub(r"([$^*{}\[\]'+?.()|\\])", r"\\\\\1", v) for v in values]
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
@@ -492,3 +506,672 @@ def substitute(text: str, selection: dict[str, str]) -> str:
         return values[name]
 
     return VARIABLE_REFERENCE.sub(replace, text)
+
+
+def http_json(url: str, params: dict[str, str] | list[tuple[str, str]]) -> Any:
+    query = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{url}?{query}", timeout=10) as response:
+        return json.load(response)
+
+
+def prometheus_query(base_url: str, expr: str) -> list[dict[str, Any]]:
+    """Run an instant query and return its result vector."""
+    body = http_json(f"{base_url}/api/v1/query", {"query": expr})
+    assert body["status"] == "success", f"{expr}: {body}"
+    assert body["data"]["resultType"] == "vector", expr
+    return body["data"]["result"]
+
+
+def prometheus_query_range(base_url: str, expr: str) -> list[dict[str, Any]]:
+    """Run a range query over the last 10 seconds and return its matrix."""
+    end = time.time()
+    params = {"query": expr, "start": str(end - 10), "end": str(end), "step": "1"}
+    body = http_json(f"{base_url}/api/v1/query_range", params)
+    assert body["status"] == "success", f"{expr}: {body}"
+    assert body["data"]["resultType"] == "matrix", expr
+    return body["data"]["result"]
+
+
+def prometheus_label_values(base_url: str, label: str, selector: str) -> list[str]:
+    """Return the label values Grafana's label_values(selector, label) lists."""
+    url = f"{base_url}/api/v1/label/{label}/values"
+    body = http_json(url, [("match[]", selector)])
+    assert body["status"] == "success", f"{selector}: {body}"
+    return body["data"]
+
+
+def matches_selection(pattern: str, value: str) -> bool:
+    """Match a label value as Prometheus matches =~ on the substituted pattern."""
+    return re.fullmatch(pattern.replace("\\\\", "\\"), value) is not None
+
+
+def test_regex_value_escapes_like_grafana():
+    assert regex_value(["prod-cn"]) == "prod-cn"
+    assert regex_value(["a.b", "c"]) == "(a\\\\.b|c)"
+    assert matches_selection(regex_value(["a.b", "c"]), "a.b")
+    assert not matches_selection(regex_value(["a.b"]), "axb")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance as `check --format json` reports it, plus its registry contacts."""
+
+    cluster: str
+    namespace: str
+    license: str
+    environment: str
+    mode: str | None
+    days_to_expiry: float | None
+    expires: datetime | None
+    findings: tuple[str, ...]
+    contacts: dict[str, str] | None
+
+    def labels(self) -> dict[str, str]:
+        return {
+            "cluster": self.cluster,
+            "namespace": self.namespace,
+            "license": self.license,
+            "environment": self.environment,
+        }
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The instances the dashboard must show, and registry facts beside them."""
+
+    instances: tuple[Instance, ...]
+    instances_per_license: dict[str, int]
+
+    def select(self, selection: dict[str, str]) -> Fleet:
+        """Keep the instances whose labels match the variables' regexes."""
+        kept = tuple(
+            instance
+            for instance in self.instances
+            if all(
+                matches_selection(selection[name], value)
+                for name, value in instance.labels().items()
+            )
+        )
+        return replace(self, instances=kept)
+
+    def registered(self) -> list[Instance]:
+        return [instance for instance in self.instances if instance.license]
+
+    def count(self, predicate: Callable[[Instance], bool]) -> int:
+        return sum(1 for instance in self.instances if predicate(instance))
+
+
+@dataclass
+class Context:
+    """Everything an expectation may compare a query result with."""
+
+    fleet: Fleet
+    selection: dict[str, str]
+    exporter_samples: dict[str, list[tuple[dict[str, str], float]]]
+    exporter_target: str
+    job: str
+    firing_alerts: list[dict[str, str]]
+
+
+@dataclass
+class Expected:
+    """Labels and values a query must return.
+
+    `rows` maps the non-empty labels of a series to its value: a number, or a
+    (low, high) range for values that change between runs.
+    """
+
+    labels: set[str]
+    rows: dict[tuple[tuple[str, str], ...], float | tuple[float, float]]
+    tolerance: float = 0.0
+
+
+def row_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """Key a series by its non-empty labels, because Prometheus drops empty ones."""
+    return tuple(sorted((name, value) for name, value in labels.items() if value))
+
+
+def single_value(value: float) -> Expected:
+    return Expected(labels=set(), rows={(): value})
+
+
+def per_instance(
+    instances: list[Instance], value: Callable[[Instance], float], **options: Any
+) -> Expected:
+    return Expected(
+        labels={"cluster", "namespace", "license", "environment"},
+        rows={row_key(instance.labels()): value(instance) for instance in instances},
+        **options,
+    )
+
+
+def has_days(instance: Instance) -> bool:
+    return instance.days_to_expiry is not None
+
+
+def expires_within(days: float) -> Callable[[Instance], bool]:
+    return lambda i: has_days(i) and 0 < i.days_to_expiry <= days
+
+
+REGISTRY_PROBLEM_FINDINGS = {
+    "binding_mismatch",
+    "mode_mismatch",
+    "registry_incomplete",
+    "unregistered",
+    "not_deployed",
+}
+
+
+def expect_instance_info(context: Context) -> Expected:
+    rows = {}
+    for instance in context.fleet.registered():
+        rows[row_key({**instance.labels(), **instance.contacts})] = 1.0
+    labels = {"cluster", "namespace", "license", "environment"}
+    labels |= {"owner", "department", "requester", "activator"}
+    return Expected(labels=labels, rows=rows)
+
+
+def expect_modes(context: Context) -> Expected:
+    rows = {}
+    for instance in context.fleet.instances:
+        if instance.mode is not None:
+            rows[row_key({**instance.labels(), "mode": instance.mode})] = 1.0
+    return Expected(
+        labels={"cluster", "namespace", "license", "environment", "mode"}, rows=rows
+    )
+
+
+def expect_findings(context: Context) -> Expected:
+    rows = {}
+    for instance in context.fleet.instances:
+        for finding in instance.findings:
+            rows[row_key({**instance.labels(), "finding": finding})] = 1.0
+    return Expected(
+        labels={"cluster", "namespace", "license", "environment", "finding"},
+        rows=rows,
+    )
+
+
+def expect_days_per_license(context: Context) -> Expected:
+    fewest: dict[str, float] = {}
+    for instance in context.fleet.registered():
+        if has_days(instance):
+            days = fewest.get(instance.license, instance.days_to_expiry)
+            fewest[instance.license] = min(days, instance.days_to_expiry)
+    rows = {row_key({"license": name}): days for name, days in fewest.items()}
+    return Expected(labels={"license"}, rows=rows, tolerance=DAYS_TOLERANCE)
+
+
+def expect_mode_counts(context: Context) -> Expected:
+    counts: dict[str, int] = {}
+    for instance in context.fleet.instances:
+        if instance.mode is not None:
+            counts[instance.mode] = counts.get(instance.mode, 0) + 1
+    rows = {row_key({"mode": mode}): float(n) for mode, n in counts.items()}
+    return Expected(labels={"mode"}, rows=rows)
+
+
+def expect_shared_licenses(context: Context) -> Expected:
+    shown = {instance.license for instance in context.fleet.registered()}
+    rows = {
+        row_key({"license": name}): float(count)
+        for name, count in context.fleet.instances_per_license.items()
+        if count > 1 and name in shown
+    }
+    return Expected(labels={"license"}, rows=rows)
+
+
+def expect_firing_alerts(context: Context) -> Expected:
+    columns = ("alertname", "severity", "cluster", "namespace", "license")
+    columns += ("environment",)
+    rows = {}
+    for alert in context.firing_alerts:
+        if not alert["alertname"].startswith("DifyLicense"):
+            continue
+        selected = all(
+            matches_selection(context.selection[name], alert.get(name, ""))
+            for name in ("cluster", "namespace", "license", "environment")
+        )
+        if selected:
+            rows[row_key({name: alert.get(name, "") for name in columns})] = 1.0
+    return Expected(labels=set(columns), rows=rows)
+
+
+def expect_refresh_errors(context: Context) -> Expected:
+    samples = context.exporter_samples["dify_license_exporter_refresh_errors_total"]
+    rows = {row_key(labels): 0.0 for labels, _ in samples}
+    return Expected(labels={"source", "reason"}, rows=rows)
+
+
+def expect_per_source(
+    context: Context, metric: str, low: float, high: float
+) -> Expected:
+    """Expect one series per source that the exporter publishes `metric` for."""
+    samples = context.exporter_samples[metric]
+    rows = {row_key(labels): (low, high) for labels, _ in samples}
+    return Expected(labels={"source"}, rows=rows)
+
+
+def expect_scrape_duration(context: Context) -> Expected:
+    labels = {
+        "__name__": "scrape_duration_seconds",
+        "job": context.job,
+        "instance": context.exporter_target,
+    }
+    return Expected(labels=set(labels), rows={row_key(labels): (0.0, 5.0)})
+
+
+# What every query of the dashboard returns for the examples/ fleet, keyed by
+# panel title and refId. Values come from `check --format json`, the registry
+# and the exporter's own /metrics, so they follow edits of examples/.
+EXPECTATIONS: dict[tuple[str, str], Callable[[Context], Expected]] = {
+    ("Instances monitored", "A"): lambda c: single_value(len(c.fleet.instances)),
+    ("Expired", "A"): lambda c: single_value(
+        c.fleet.count(lambda i: has_days(i) and i.days_to_expiry <= 0)
+    ),
+    ("Within 7 days", "A"): lambda c: single_value(c.fleet.count(expires_within(7))),
+    ("Within 30 days", "A"): lambda c: single_value(c.fleet.count(expires_within(30))),
+    ("Within 90 days", "A"): lambda c: single_value(c.fleet.count(expires_within(90))),
+    ("Restart pending", "A"): lambda c: single_value(
+        c.fleet.count(lambda i: "restart_pending" in i.findings)
+    ),
+    ("Registry problems", "A"): lambda c: single_value(
+        c.fleet.count(lambda i: bool(REGISTRY_PROBLEM_FINDINGS & set(i.findings)))
+    ),
+    ("Instances", "A"): lambda c: per_instance(
+        [i for i in c.fleet.instances if has_days(i)],
+        lambda i: i.days_to_expiry,
+        tolerance=DAYS_TOLERANCE,
+    ),
+    ("Instances", "B"): lambda c: per_instance(
+        [i for i in c.fleet.instances if has_days(i)],
+        lambda i: i.expires.timestamp() * 1000,
+    ),
+    ("Instances", "C"): expect_instance_info,
+    ("Instances", "D"): expect_modes,
+    ("Instances", "E"): expect_findings,
+    ("Days to expiry per license", "A"): expect_days_per_license,
+    ("Activation mode", "A"): expect_mode_counts,
+    ("Shared licenses", "A"): expect_shared_licenses,
+    ("Firing alerts", "A"): expect_firing_alerts,
+    ("Refresh errors by reason", "A"): expect_refresh_errors,
+    # Refreshes run every second, so the last success is at most a few seconds old.
+    ("Snapshot age", "A"): lambda c: expect_per_source(
+        c, "dify_license_exporter_last_refresh_success_timestamp_seconds", 0.0, 30.0
+    ),
+    ("Refresh duration", "A"): lambda c: expect_per_source(
+        c, "dify_license_exporter_refresh_duration_seconds", 0.0, 5.0
+    ),
+    ("Scrape duration", "A"): expect_scrape_duration,
+}
+
+
+# The job name the health rules in alerts/ expect for the exporter's targets.
+EXPORTER_JOB = "dify-license-exporter"
+
+EXPORTER = [sys.executable, "-m", "dify_license_exporter"]
+PROMETHEUS = "/usr/bin/prometheus"
+EXAMPLES = ROOT / "examples"
+
+SOURCE_FLAGS = [
+    "--registry",
+    str(EXAMPLES / "registry.yaml"),
+    "--values-dir",
+    str(EXAMPLES / "values"),
+]
+
+
+def parse_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Map every metric name of an exposition, samples or not, to its samples."""
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        samples.setdefault(family.name, [])
+        if family.type == "counter":
+            samples.setdefault(family.name + "_total", [])
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def load_fleet() -> Fleet:
+    """Read the fleet from `check --format json` and the registry's contacts."""
+    result = subprocess.run(
+        [*EXPORTER, "check", *SOURCE_FLAGS, "--format", "json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # Exit 1 only means an instance has a critical finding.
+    assert result.returncode in (0, 1), result.stderr
+    report = json.loads(result.stdout)
+
+    registry = yaml.safe_load((EXAMPLES / "registry.yaml").read_text())
+    owners = {
+        (entry["cluster"], entry["namespace"]): entry for entry in registry["instances"]
+    }
+    renewals = {entry["license"]: entry for entry in registry.get("renewals", [])}
+    per_license: dict[str, int] = {}
+    for entry in registry["instances"]:
+        per_license[entry["license"]] = per_license.get(entry["license"], 0) + 1
+
+    instances = []
+    for item in report["instances"]:
+        contacts = None
+        if item["license"]:
+            owner = owners[(item["cluster"], item["namespace"])]
+            renewal = renewals.get(item["license"], {})
+            contacts = {
+                "owner": owner.get("owner", ""),
+                "department": owner.get("department", ""),
+                "requester": renewal.get("requester", ""),
+                "activator": renewal.get("activator", ""),
+            }
+        expires = item["expires"]
+        instances.append(
+            Instance(
+                cluster=item["cluster"],
+                namespace=item["namespace"],
+                license=item["license"] or "",
+                environment=item["environment"] or "",
+                mode=item["mode"],
+                days_to_expiry=item["days_to_expiry"],
+                expires=datetime.fromisoformat(expires) if expires else None,
+                findings=tuple(item["findings"]),
+                contacts=contacts,
+            )
+        )
+    return Fleet(instances=tuple(instances), instances_per_license=per_license)
+
+
+@dataclass
+class Stack:
+    prometheus_url: str
+    exporter_url: str
+    exporter_target: str
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    processes: list[subprocess.Popen],
+    timeout: float = 30,
+) -> None:
+    """Poll `condition` until it holds, and fail early when a process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            assert process.poll() is None, f"{process.args[0]} exited while waiting"
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+
+
+def rule_file_paths() -> list[Path]:
+    """Return the Prometheus rule files in alerts/, skipping other YAML there."""
+    paths = []
+    for path in sorted((ROOT / "alerts").glob("*.yaml")):
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(document, dict) and "groups" in document:
+            paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """Serve examples/ with the exporter and scrape it with Prometheus every second."""
+    workdir = tmp_path_factory.mktemp("dashboard-stack")
+    exporter_target = f"127.0.0.1:{free_port()}"
+    prometheus_address = f"127.0.0.1:{free_port()}"
+    rule_files = [str(path) for path in rule_file_paths()]
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": rule_files,
+        "scrape_configs": [
+            {
+                "job_name": EXPORTER_JOB,
+                "static_configs": [{"targets": [exporter_target]}],
+            }
+        ],
+    }
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    processes = []
+    try:
+        processes.append(
+            subprocess.Popen(
+                [
+                    *EXPORTER,
+                    "serve",
+                    *SOURCE_FLAGS,
+                    "--web.listen-address",
+                    exporter_target,
+                    "--refresh-interval",
+                    "1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(workdir / "exporter.log").open("w"),
+            )
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={config_path}",
+                    f"--storage.tsdb.path={workdir / 'data'}",
+                    f"--web.listen-address={prometheus_address}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(workdir / "prometheus.log").open("w"),
+            )
+        )
+        exporter_url = f"http://{exporter_target}"
+        prometheus_url = f"http://{prometheus_address}"
+        wait_until(lambda: http_ok(f"{exporter_url}/readyz"), "the exporter", processes)
+        wait_until(
+            lambda: http_ok(f"{prometheus_url}/-/ready"), "Prometheus", processes
+        )
+
+        # increase() over 1m needs two samples, and the alert rules need a few
+        # evaluations to chain their recording rules into firing alerts.
+        scrapes = f'count_over_time(up{{job="{EXPORTER_JOB}"}}[1m]) >= 5'
+        wait_until(
+            lambda: bool(prometheus_query(prometheus_url, scrapes)),
+            "five scrapes of the exporter",
+            processes,
+        )
+        yield Stack(prometheus_url, exporter_url, exporter_target)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return load_fleet()
+
+
+@pytest.fixture(scope="module")
+def exporter_samples(stack) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(f"{stack.exporter_url}/metrics", timeout=10) as page:
+        return parse_samples(page.read().decode("utf-8"))
+
+
+@pytest.fixture(scope="module")
+def firing_alerts(stack) -> list[dict[str, str]]:
+    body = http_json(f"{stack.prometheus_url}/api/v1/alerts", {})
+    alerts = body["data"]["alerts"]
+    return [alert["labels"] for alert in alerts if alert["state"] == "firing"]
+
+
+def all_selection() -> dict[str, str]:
+    return {name: ALL for name in ("cluster", "namespace", "environment", "license")}
+
+
+def run_target(stack: Stack, target: dict[str, Any], selection: dict[str, str]):
+    """Run a target as Grafana would and return {labels key: last value}."""
+    expr = substitute(target["expr"], selection)
+    values: dict[tuple[tuple[str, str], ...], float] = {}
+    names: set[str] = set()
+    if target["instant"]:
+        for series in prometheus_query(stack.prometheus_url, expr):
+            values[row_key(series["metric"])] = float(series["value"][1])
+            names |= set(series["metric"])
+    else:
+        for series in prometheus_query_range(stack.prometheus_url, expr):
+            values[row_key(series["metric"])] = float(series["values"][-1][1])
+            names |= set(series["metric"])
+    return names, values
+
+
+def assert_matches(expected: Expected, names: set[str], values: dict, what: str):
+    assert expected.rows, f"{what}: the expectation has no rows to check"
+    assert names == expected.labels, what
+    assert set(values) == set(expected.rows), what
+    for key, value in values.items():
+        want = expected.rows[key]
+        if isinstance(want, tuple):
+            low, high = want
+            assert low <= value <= high, f"{what} {key}: {value}"
+        else:
+            assert value == pytest.approx(want, abs=expected.tolerance), f"{what} {key}"
+
+
+def dashboard_targets() -> list[tuple[str, str]]:
+    document = json.loads(DASHBOARD_JSON.read_text(encoding="utf-8"))
+    return [(p["title"], t["refId"]) for p, t in all_targets(document)]
+
+
+def test_every_query_has_expectation(dashboard):
+    assert sorted(dashboard_targets()) == sorted(EXPECTATIONS)
+
+
+@pytest.mark.parametrize(
+    "title, ref_id", dashboard_targets(), ids=lambda value: str(value)
+)
+def test_query_returns_expected_series(
+    dashboard, stack, fleet, exporter_samples, firing_alerts, title, ref_id
+):
+    panel = next(p for p in data_panels(dashboard) if p["title"] == title)
+    target = next(t for t in panel["targets"] if t["refId"] == ref_id)
+    selection = all_selection()
+    context = Context(
+        fleet=fleet,
+        selection=selection,
+        exporter_samples=exporter_samples,
+        exporter_target=stack.exporter_target,
+        job=EXPORTER_JOB,
+        firing_alerts=firing_alerts,
+    )
+
+    names, values = run_target(stack, target, selection)
+
+    assert_matches(EXPECTATIONS[(title, ref_id)](context), names, values, title)
+
+
+def test_instance_queries_follow_cluster_selection(
+    dashboard, stack, fleet, exporter_samples, firing_alerts
+):
+    clusters = sorted({instance.cluster for instance in fleet.instances})
+    assert len(clusters) >= 2, "examples/ should span two clusters"
+    selection = {**all_selection(), "cluster": regex_value(clusters[-1:])}
+    context = Context(
+        fleet=fleet.select(selection),
+        selection=selection,
+        exporter_samples=exporter_samples,
+        exporter_target=stack.exporter_target,
+        job=EXPORTER_JOB,
+        firing_alerts=firing_alerts,
+    )
+    checked = 0
+
+    for panel, target in all_targets(dashboard):
+        if "cluster" not in variable_references(target["expr"]):
+            continue
+        expected = EXPECTATIONS[(panel["title"], target["refId"])](context)
+        if not expected.rows:
+            continue
+        names, values = run_target(stack, target, selection)
+        assert_matches(expected, names, values, f"{panel['title']} {target['refId']}")
+        checked += 1
+
+    assert checked >= 15
+    assert len(context.fleet.instances) < len(fleet.instances)
+
+
+def test_firing_alerts_cover_notice_stages(stack, fleet):
+    expr = 'ALERTS{alertstate="firing", alertname="DifyLicenseExpiring"}'
+    firing = {
+        (series["metric"]["cluster"], series["metric"]["namespace"])
+        for series in prometheus_query(stack.prometheus_url, expr)
+    }
+    expiring = {
+        (instance.cluster, instance.namespace)
+        for instance in fleet.instances
+        if "expiring" in instance.findings
+    }
+
+    assert expiring, "examples/ should have an instance at a notice stage"
+    assert firing == expiring
+
+
+def test_variables_list_fleet_labels(dashboard, stack, fleet):
+    registered = fleet.registered()
+    expected = {
+        "cluster": {i.cluster for i in fleet.instances},
+        "namespace": {i.namespace for i in fleet.instances},
+        "environment": {i.environment for i in registered},
+        "license": {i.license for i in registered},
+    }
+
+    for variable in query_variables(dashboard):
+        match = LABEL_VALUES.match(variable["definition"])
+        selector = substitute(match.group("selector"), all_selection())
+        values = prometheus_label_values(
+            stack.prometheus_url, match.group("label"), selector
+        )
+        assert set(values) == expected[variable["name"]], variable["name"]
+
+
+def test_namespace_variable_follows_cluster(dashboard, stack, fleet):
+    variable = next(v for v in query_variables(dashboard) if v["name"] == "namespace")
+    match = LABEL_VALUES.match(variable["definition"])
+
+    for cluster in {instance.cluster for instance in fleet.instances}:
+        selection = {**all_selection(), "cluster": regex_value([cluster])}
+        selector = substitute(match.group("selector"), selection)
+        values = prometheus_label_values(stack.prometheus_url, "namespace", selector)
+        expected = {i.namespace for i in fleet.instances if i.cluster == cluster}
+        assert set(values) == expected, cluster
+
+
+def test_queries_name_only_published_metrics(dashboard, exporter_samples):
+    published = set(exporter_samples) | PROMETHEUS_SERIES
+    expressions = [target["expr"] for _, target in all_targets(dashboard)]
+    expressions += [
+        LABEL_VALUES.match(v["definition"]).group("selector")
+        for v in query_variables(dashboard)
+    ]
+
+    for expr in expressions:
+        unknown = metric_names(expr) - published
+        assert unknown == set(), f"{expr} names metrics the exporter lacks"
+
+
+def test_unpublished_metric_detected(exporter_samples):
+    published = set(exporter_samples) | PROMETHEUS_SERIES
+    expr = 'sum(dify_license_days_left{cluster=~".*"}) or up'
+
+    assert metric_names(expr) - published == {"dify_license_days_left"}
