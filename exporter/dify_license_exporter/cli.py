@@ -163,6 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="validate registry files")
     validate.add_argument("--registry", action="append", default=[], metavar="PATH")
     validate.add_argument("paths", nargs="*", metavar="PATH", help="registry files")
+
+    registry = commands.add_parser("registry", help="sign registry files")
+    registry_actions = registry.add_subparsers(
+        dest="registry_action", required=True, metavar="ACTION"
+    )
+    sign = registry_actions.add_parser(
+        "sign", help="write FILE.sig, the Ed25519 signature of FILE's exact bytes"
+    )
+    sign.add_argument(
+        "--key",
+        required=True,
+        metavar="PRIVATE_KEY.pem",
+        help="unencrypted Ed25519 private key in PEM (openssl genpkey -algorithm ed25519)",
+    )
+    sign.add_argument("files", nargs="+", metavar="FILE", help="registry files to sign")
     return parser
 
 
@@ -193,9 +208,12 @@ def registry_loader(args: argparse.Namespace):
     key = getattr(args, "registry_public_key", None)
     if not key:
         return load_registry
-    from .signing import signed_registry_loader
+    from .signing import SigningError, signed_registry_loader
 
-    return signed_registry_loader(key)
+    try:
+        return signed_registry_loader(key)
+    except SigningError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_now(text: str | None, registry: Registry) -> datetime:
@@ -356,9 +374,12 @@ def run_serve(args: argparse.Namespace) -> int:
     load(args)  # refuse to start on an invalid registry
     web_config = None
     if args.web_config_file:
-        from .webconfig import load_web_config
+        from .webconfig import WebConfigError, load_web_config
 
-        web_config = load_web_config(args.web_config_file)
+        try:
+            web_config = load_web_config(args.web_config_file)
+        except WebConfigError as exc:
+            raise UsageError(str(exc)) from None
 
     refresher = Refresher(args.registry, build_sources(args), registry_loader(args))
     refresher.refresh()
@@ -406,7 +427,25 @@ def run_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"serve": run_serve, "check": run_check, "validate": run_validate}
+def run_registry(args: argparse.Namespace) -> int:
+    """Run `registry sign`: write FILE.sig beside each FILE."""
+    from .signing import SigningError, load_private_key, sign_file
+
+    try:
+        key = load_private_key(args.key)
+        for path in args.files:
+            print(f"wrote {sign_file(key, path)}")
+    except SigningError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+COMMANDS = {
+    "serve": run_serve,
+    "check": run_check,
+    "validate": run_validate,
+    "registry": run_registry,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

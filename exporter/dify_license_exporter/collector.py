@@ -227,6 +227,17 @@ class LicenseCollector(Collector):
         registry_valid.add_metric([], float(self.refresher.snapshot.registry_valid))
         yield registry_valid
 
+        signature_valid = GaugeMetricFamily(
+            "dify_license_registry_signature_valid",
+            "1 when every registry file of the latest load carries a valid signature, "
+            "0 otherwise; no sample without --registry-public-key.",
+        )
+        # A SignedRegistryLoader (signing.py) records the result of its latest load.
+        verified = getattr(self.refresher.registry_loader, "signature_valid", None)
+        if verified is not None:
+            signature_valid.add_metric([], float(verified))
+        yield signature_valid
+
         build = GaugeMetricFamily(
             "dify_license_exporter_build_info",
             "Exporter build information.",

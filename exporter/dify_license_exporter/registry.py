@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
@@ -31,6 +31,9 @@ SECRET_FIELDS = {"id"}
 MIN_YEAR = 1970
 MAX_YEAR = 9998
 
+# The document root, the `licenses` list and each entry may contain a License ID.
+_LICENSE_ENTRY_PATH = re.compile(r"^(licenses(\[\d+\])?)?$")
+_URL_USERINFO = re.compile(r"://[^/@\s\"]*@")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _DATETIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
@@ -131,10 +134,14 @@ _SCHEMA = load_schema()
 _VALIDATOR = jsonschema.Draft202012Validator(_SCHEMA)
 
 
-def load_registry(paths: Iterable[str]) -> Registry:
+def load_registry(
+    paths: Iterable[str], read_text: Callable[[str], str] = yamlfile.read_text
+) -> Registry:
     """Read, validate and join registry files.
 
-    Raises RegistryError with every problem of every file; its `reason` is
+    `read_text` returns a file's text and raises like `yamlfile.read_text`; the
+    signature check passes one that returns the bytes it verified. Raises
+    RegistryError with every problem of every file; its `reason` is
     `read_failed`, `invalid_yaml` or `invalid_registry`.
     """
     documents: list[tuple[str, dict[str, Any]]] = []
@@ -149,7 +156,7 @@ def load_registry(paths: Iterable[str]) -> Registry:
         )
     for path in paths:
         try:
-            text = yamlfile.read_text(path)
+            text = read_text(path)
         except FileNotFoundError:
             problems.append(
                 RegistryProblem(path, "", "file not found; check the --registry path")
@@ -222,7 +229,11 @@ def _drop_items(data: dict[str, Any], invalid: set[tuple[str, int]]) -> dict:
 def _describe_value(path: str, value: Any) -> str:
     if path.rsplit(".", 1)[-1] in SECRET_FIELDS and path.startswith("licenses"):
         return "(value hidden)"
+    if _LICENSE_ENTRY_PATH.match(path):
+        return "(value hidden)"
     text = json.dumps(value, default=str, ensure_ascii=False)
+    # Credentials written into a URL (https://user:password@host) are not echoed.
+    text = _URL_USERINFO.sub("://(credentials hidden)@", text)
     if len(text) > 80:
         text = text[:77] + "..."
     return text

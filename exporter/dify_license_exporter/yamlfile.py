@@ -82,8 +82,20 @@ def read_text(path: str) -> str:
     Raises OSError when the file cannot be read and YamlError when it is too large
     or not UTF-8.
     """
+    return decode_text(read_bytes(path))
+
+
+def read_bytes(path: str) -> bytes:
+    """Read a file's bytes, at most MAX_FILE_BYTES + 1 of them; raises OSError."""
     with open(path, "rb") as handle:
-        data = handle.read(MAX_FILE_BYTES + 1)
+        return handle.read(MAX_FILE_BYTES + 1)
+
+
+def decode_text(data: bytes) -> str:
+    """Decode bytes read by `read_bytes` as UTF-8 text, enforcing MAX_FILE_BYTES.
+
+    Raises YamlError when the data is too large or not UTF-8.
+    """
     if len(data) > MAX_FILE_BYTES:
         raise YamlError(
             [
@@ -268,11 +280,8 @@ class _Builder:
                 return None
         except ValueError:
             pass
+        # The value is not echoed: a tagged scalar may be a password or a key.
         self.problems.append(
-            YamlProblem(
-                path,
-                f"unsupported or invalid tag {tag} on value {value[:40]!r}; "
-                "remove the tag",
-            )
+            YamlProblem(path, f"unsupported or invalid tag {tag}; remove the tag")
         )
         return value
