@@ -23,15 +23,17 @@ DASHBOARDS_COPY = CHART_FILES / "dashboards"
 
 
 def is_rule_file(path: Path) -> bool:
-    """Tell a Prometheus rule file from promtool tests and Alertmanager files.
+    """Check whether path is a Prometheus rule file.
 
-    A rule file is a mapping with a top-level `groups` list; promtool test files
-    have `tests` and Alertmanager configuration has `route`.
+    A rule file is a mapping with a top-level `groups` list. promtool test files
+    have `tests` instead, and Alertmanager configuration has `route`.
     """
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise SystemExit(f"{path}: invalid YAML, fix it before syncing: {error}")
+        raise SystemExit(
+            f"{path}: invalid YAML, fix it and sync again: {error}"
+        ) from None
 
     return isinstance(document, dict) and isinstance(document.get("groups"), list)
 

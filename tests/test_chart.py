@@ -8,18 +8,21 @@ against golden renders. Regenerate the golden files with
 
 from __future__ import annotations
 
+import base64
 import copy
 import importlib.util
 import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = REPO_ROOT / "charts" / "dify-license-exporter"
@@ -179,7 +182,10 @@ def test_kubernetes_validate_rejects_unknown_field(chart):
         ({"telemetryPath": "/healthz"}, "at '/telemetryPath': 'not' failed"),
         (
             {"image": {"digest": "latest"}},
-            "at '/image/digest': 'latest' does not match pattern '^(sha256:[a-f0-9]{64})?$'",
+            (
+                "at '/image/digest': 'latest' does not match pattern "
+                "'^(sha256:[a-f0-9]{64})?$'"
+            ),
         ),
         (
             {"webConfig": {"config": {"basic_auth": {"u": "p"}}}},
@@ -386,7 +392,50 @@ def test_registry_mounted_as_folder(chart):
         )
 
 
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_exporter_parses_container_arguments(chart, value_set):
+    cli = pytest.importorskip("dify_license_exporter.cli")
+    values = VALUE_SETS[value_set]
+    args = container(render(chart, values))["args"]
+
+    parsed = cli.build_parser().parse_args(args)
+
+    assert parsed.command == "serve"
+    assert parsed.source == values.get("source", "kubernetes")
+    assert parsed.cluster == values.get("cluster", "default")
+    assert parsed.listen_address == ":9877"
+
+
 # Registry and web configuration
+
+
+@pytest.mark.parametrize(
+    "value_set", ["default", "full-values.yaml", "files-values.yaml"]
+)
+def test_inline_registry_passes_exporter_validation(chart, value_set, tmp_path):
+    registry = only(
+        render(chart, VALUE_SETS[value_set]), "ConfigMap", f"{FULLNAME}-registry"
+    )
+    path = tmp_path / "registry.yaml"
+    path.write_text(registry["data"]["registry.yaml"])
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dify_license_exporter",
+            "validate",
+            "--registry",
+            str(path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("registry valid:")
 
 
 def test_default_registry_configmap(chart):
@@ -406,6 +455,14 @@ def test_signed_inline_registry(chart):
     assert registry["data"]["registry.yaml"] == values["registry"]["inline"]
     assert registry["data"]["registry.yaml.sig"] == values["registry"]["signature"]
     assert key["data"] == {"public-key.pem": values["registry"]["publicKey"]}
+    public_key = serialization.load_pem_public_key(
+        key["data"]["public-key.pem"].encode()
+    )
+    # Raises InvalidSignature unless the signature covers the rendered bytes.
+    public_key.verify(
+        base64.b64decode(registry["data"]["registry.yaml.sig"]),
+        registry["data"]["registry.yaml"].encode(),
+    )
 
 
 def test_existing_registry_objects(chart):

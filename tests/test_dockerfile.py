@@ -1,9 +1,9 @@
 """Tests of the Dockerfile: hadolint, the image's structure, and its install steps.
 
 No Docker engine runs here, so the build stage's COPY and RUN instructions are
-replayed in a temporary folder: the copied sources land under it, the pip
-commands run with their paths moved there, and the installed console script must
-start.
+replayed in a temporary folder. The copied sources land under it and the pip
+commands run with their paths moved there. The installed console script must
+then start.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
-# Absolute paths the build stage may use; the replay moves them under a temp folder.
+# Absolute paths the build stage may use. The replay moves them under a temp folder.
 BUILD_PATHS = ("/src", "/opt/venv")
 
 
@@ -169,7 +169,7 @@ def test_install_steps_produce_working_console_script(tmp_path):
         elif keyword == "RUN":
             commands.append(arguments)
 
-    # Every absolute path must be one the replay knows how to move.
+    # Every absolute path must be one that relocate() moves.
     absolute_paths = re.findall(r"(?<![\w./])(/[^\s'\"]*)", " ".join(commands))
     assert [p for p in absolute_paths if not p.startswith(BUILD_PATHS)] == []
     assert any("pip install" in command for command in commands)
