@@ -253,3 +253,10 @@ def test_console_script_runs(example_registry):
     )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["instances"]) == 7
+
+
+def test_check_cluster_scope(capsys, example_registry):
+    code, document = check_json(capsys, example_registry, "--cluster", "prod-cn")
+    assert code == 0
+    assert {i["cluster"] for i in document["instances"]} == {"prod-cn"}
+    assert len(document["instances"]) == 4

@@ -297,3 +297,10 @@ def test_observation_error_keeps_registry_data(registry):
 def test_evaluate_is_sorted_by_cluster_and_namespace(registry):
     keys = [s.key for s in evaluate(registry, None, CALM)]
     assert keys == sorted(keys)
+
+
+def test_cluster_scope_leaves_out_other_clusters(registry):
+    statuses = evaluate(registry, None, CALM, cluster="c2")
+    assert [s.namespace for s in statuses] == ["later", "team-a", "team-b"]
+    # Sharing is still counted over the whole registry.
+    assert "shared_license" in statuses[1].findings
