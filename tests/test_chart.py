@@ -14,8 +14,11 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import helm_python as helm
@@ -436,6 +439,122 @@ def test_inline_registry_passes_exporter_validation(chart, value_set, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("registry valid:")
+
+
+def project_configmap(folder: Path, files: dict[str, str], generation: int) -> None:
+    """Write files the way the kubelet projects a ConfigMap volume.
+
+    The content goes into a fresh `..<generation>` folder, the `..data` symlink is
+    swapped to it by an atomic rename, and each top-level entry is a symlink
+    through `..data`.
+    """
+    version = folder / f"..{generation}"
+    for relative, content in files.items():
+        (version / relative).parent.mkdir(parents=True, exist_ok=True)
+        (version / relative).write_text(content)
+
+    temporary_link = folder / "..data_tmp"
+    temporary_link.symlink_to(version.name)
+    temporary_link.rename(folder / "..data")
+
+    for top in {Path(relative).parts[0] for relative in files}:
+        if not (folder / top).is_symlink():
+            (folder / top).symlink_to(Path("..data") / top)
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/metrics", timeout=5
+    ) as response:
+        return response.read().decode()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_registry_symlink_swap_reaches_exporter(chart, tmp_path):
+    pytest.importorskip("dify_license_exporter.cli")
+    values = VALUE_SETS["files-values.yaml"]
+    documents = render(chart, values)
+    registry_map = only(documents, "ConfigMap", f"{FULLNAME}-registry")
+    values_map = only(documents, "ConfigMap", f"{FULLNAME}-values")
+    values_volume = next(
+        v for v in pod_spec(documents)["volumes"] if v["name"] == "values"
+    )
+    args = container(documents)["args"]
+    registry_dir = tmp_path / "registry"
+    values_dir = tmp_path / "values"
+    registry_dir.mkdir()
+    values_dir.mkdir()
+
+    project_configmap(registry_dir, registry_map["data"], 1)
+    project_configmap(
+        values_dir,
+        {
+            item["path"]: values_map["data"][item["key"]]
+            for item in values_volume["configMap"]["items"]
+        },
+        1,
+    )
+
+    # The chart's arguments, with the mount paths moved under tmp_path, a loopback
+    # address and a short refresh interval.
+    moved = [arg.replace("/etc/dify-license-exporter", str(tmp_path)) for arg in args]
+    port = free_port()
+    moved[moved.index("--web.listen-address") + 1] = f"127.0.0.1:{port}"
+    moved[moved.index("--refresh-interval") + 1] = "0.2"
+    log_file = (tmp_path / "exporter.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dify_license_exporter", *moved],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        before = wait_for_metrics(port, 'dify_license_instances{license="lab"} 1.0')
+        updated = registry_map["data"]["registry.yaml"].replace(
+            "renewals: []",
+            "renewals:\n  - license: lab\n    notice_days: [45, 10]",
+        )
+        project_configmap(registry_dir, {"registry.yaml": updated}, 2)
+        after = wait_for_metrics(port, 'threshold="45"')
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log_file.close()
+
+    instance = 'cluster="lab",environment="test",license="lab"'
+    # The values ConfigMap, projected through items, is read as lab/dify.yaml.
+    assert (
+        f'dify_license_mode{{{instance},mode="offline",namespace="dify"}} 1.0' in before
+    )
+    assert 'severity="info",threshold="90"} 90.0' in before
+    assert 'threshold="45"' not in before
+    # The new registry arrived through the ..data swap, with no restart.
+    assert (
+        f'{{{instance},namespace="dify",severity="info",threshold="45"}} 45.0' in after
+    )
+    assert (
+        f'{{{instance},namespace="dify",severity="critical",threshold="10"}} 10.0'
+        in after
+    )
+    assert 'threshold="90"' not in after
+
+
+def wait_for_metrics(port: int, expected: str, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = scrape(port)
+        except OSError:
+            text = ""
+        if expected in text:
+            return text
+        time.sleep(0.1)
+    raise AssertionError(f"{expected!r} not in the metrics after {timeout} s")
 
 
 def test_default_registry_configmap(chart):
