@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import realstack
 import yaml
-from conftest import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -810,7 +810,6 @@ EXPECTATIONS: dict[tuple[str, str], Callable[[Context], Expected]] = {
 EXPORTER_JOB = "dify-license-exporter"
 
 EXPORTER = [sys.executable, "-m", "dify_license_exporter"]
-PROMETHEUS = "/usr/bin/prometheus"
 EXAMPLES = ROOT / "examples"
 
 SOURCE_FLAGS = [
@@ -885,35 +884,10 @@ def load_fleet() -> Fleet:
 
 
 @dataclass
-class Stack:
+class Endpoints:
     prometheus_url: str
     exporter_url: str
     exporter_target: str
-
-
-def wait_until(
-    condition: Callable[[], bool],
-    what: str,
-    processes: list[subprocess.Popen],
-    timeout: float = 30,
-) -> None:
-    """Poll `condition` until it holds, and fail early when a process exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in processes:
-            assert process.poll() is None, f"{process.args[0]} exited while waiting"
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.status == 200
 
 
 def rule_file_paths() -> list[Path]:
@@ -927,75 +901,30 @@ def rule_file_paths() -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
+def stack() -> Iterator[Endpoints]:
     """Serve examples/ with the exporter and scrape it with Prometheus every second."""
-    workdir = tmp_path_factory.mktemp("dashboard-stack")
-    exporter_target = f"127.0.0.1:{free_port()}"
-    prometheus_address = f"127.0.0.1:{free_port()}"
-    rule_files = [str(path) for path in rule_file_paths()]
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": rule_files,
-        "scrape_configs": [
-            {
-                "job_name": EXPORTER_JOB,
-                "static_configs": [{"targets": [exporter_target]}],
-            }
-        ],
-    }
-    config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-
-    processes = []
-    try:
-        processes.append(
-            subprocess.Popen(
-                [
-                    *EXPORTER,
-                    "serve",
-                    *SOURCE_FLAGS,
-                    "--web.listen-address",
-                    exporter_target,
-                    "--refresh-interval",
-                    "1",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=(workdir / "exporter.log").open("w"),
-            )
+    with realstack.Stack() as processes:
+        exporter_url = processes.start_exporter(
+            [*SOURCE_FLAGS, "--refresh-interval", "1"]
         )
-        processes.append(
-            subprocess.Popen(
-                [
-                    PROMETHEUS,
-                    f"--config.file={config_path}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address={prometheus_address}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=(workdir / "prometheus.log").open("w"),
-            )
-        )
-        exporter_url = f"http://{exporter_target}"
-        prometheus_url = f"http://{prometheus_address}"
-        wait_until(lambda: http_ok(f"{exporter_url}/readyz"), "the exporter", processes)
-        wait_until(
-            lambda: http_ok(f"{prometheus_url}/-/ready"), "Prometheus", processes
+        exporter_target = exporter_url.removeprefix("http://")
+        prometheus_url = processes.start_prometheus(
+            {EXPORTER_JOB: [exporter_target]}, rule_files=rule_file_paths()
         )
 
         # increase() over 1m needs two samples, and the alert rules need a few
         # evaluations to chain their recording rules into firing alerts.
         scrapes = f'count_over_time(up{{job="{EXPORTER_JOB}"}}[1m]) >= 5'
-        wait_until(
-            lambda: bool(prometheus_query(prometheus_url, scrapes)),
-            "five scrapes of the exporter",
-            processes,
-        )
-        yield Stack(prometheus_url, exporter_url, exporter_target)
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=10)
+        try:
+            realstack.wait_until(
+                lambda: prometheus_query(prometheus_url, scrapes),
+                timeout=30,
+                what="five scrapes of the exporter",
+            )
+        except TimeoutError as error:
+            raise AssertionError(f"{error}\n{processes.logs()}") from error
+
+        yield Endpoints(prometheus_url, exporter_url, exporter_target)
 
 
 @pytest.fixture(scope="module")
@@ -1020,7 +949,7 @@ def all_selection() -> dict[str, str]:
     return {name: ALL for name in ("cluster", "namespace", "environment", "license")}
 
 
-def run_target(stack: Stack, target: dict[str, Any], selection: dict[str, str]):
+def run_target(stack: Endpoints, target: dict[str, Any], selection: dict[str, str]):
     """Run a target as Grafana would and return {labels key: last value}."""
     expr = substitute(target["expr"], selection)
     values: dict[tuple[tuple[str, str], ...], float] = {}
