@@ -250,6 +250,9 @@ def instance_table(y: int) -> dict[str, Any]:
     findings into one list per instance. The merge then joins the rows one to one
     on the instance labels.
     """
+    # NOTE: the field names below ("Value #A", "Value #A (lastNotNull)") follow how
+    # Grafana 10 names table-format Prometheus results and groupBy columns. The
+    # tests run the queries but render no panel, because no Grafana runs there.
     info_labels = f"{INSTANCE_LABELS}, owner, department, requester, activator"
     targets = [
         target(
