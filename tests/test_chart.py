@@ -184,6 +184,10 @@ def test_kubernetes_validate_rejects_unknown_field(chart):
         ),
         ({"telemetryPath": "/healthz"}, "at '/telemetryPath': 'not' failed"),
         (
+            {"prometheusRule": {"additionalRuleLabels": {"severity": "page"}}},
+            "at '/prometheusRule/additionalRuleLabels/severity': 'not' failed",
+        ),
+        (
             {"image": {"digest": "latest"}},
             (
                 "at '/image/digest': 'latest' does not match pattern "
@@ -830,6 +834,25 @@ def test_prometheus_rule_passes_promtool(chart, rule_groups, tmp_path):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {rule_count} rules found" in result.stdout
+
+
+def test_additional_rule_labels_merge(chart, rule_groups):
+    values = copy.deepcopy(VALUE_SETS["full-values.yaml"])
+    values["prometheusRule"]["additionalRuleLabels"] = {"team": "x", "pager": "dify"}
+    rule = only(render(chart, values), "PrometheusRule")
+    source_rules = [r for g in rule_groups for r in g["rules"] if "alert" in r]
+    rendered_rules = [
+        r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r
+    ]
+
+    assert len(rendered_rules) == len(source_rules)
+    for source, rendered in zip(source_rules, rendered_rules, strict=True):
+        expected = {"team": "x", "pager": "dify", **source.get("labels", {})}
+        assert rendered["labels"] == expected
+    for group in rule["spec"]["groups"]:
+        for item in group["rules"]:
+            if "record" in item:
+                assert "team" not in item.get("labels", {})
 
 
 def test_prometheus_rule_drops_disabled_alerts(chart, rule_groups):
