@@ -21,8 +21,10 @@ from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from . import __version__, logs
 from .collector import LicenseCollector
+from .exposition import ExpositionCache
 from .evaluate import SEVERITIES, InstanceStatus, evaluate, severity_at_least
 from .observations import ObservationSet
+from .probe import Prober, ProbeResult, add_probe_flags, prober_from_args
 from .refresh import FATAL_REASONS, Refresher
 from .registry import Registry, RegistryError, format_instant, load_registry, parse_instant
 from .server import ExporterServer, parse_listen_address, serve_in_thread
@@ -101,6 +103,7 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SELECTOR",
         help="observe only namespaces whose labels match this selector",
     )
+    add_probe_flags(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when an instance has this severity or higher (default: critical)",
     )
 
+    report = commands.add_parser(
+        "report", help="write a capacity and expiry review page (html, csv, markdown)"
+    )
+    add_source_flags(report)
+    report.add_argument("--format", choices=("html", "csv", "markdown"), default="html")
+    report.add_argument(
+        "--now",
+        metavar="RFC3339",
+        help="evaluate at this instant instead of the current time",
+    )
+    report.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the report to FILE instead of standard output",
+    )
+
     validate = commands.add_parser("validate", help="validate registry files")
     validate.add_argument("--registry", action="append", default=[], metavar="PATH")
     validate.add_argument("paths", nargs="*", metavar="PATH", help="registry files")
@@ -197,6 +216,32 @@ def build_sources(args: argparse.Namespace) -> list[Any]:
 
         return [FilesSource(args.values_dir, args.cluster)]
     return []
+
+
+def build_prober(args: argparse.Namespace) -> Prober | None:
+    """Create the prober chosen by the probe flags; None with --no-probe."""
+    try:
+        return prober_from_args(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def probe_once(
+    args: argparse.Namespace, registry: Registry
+) -> dict[tuple[str, str], ProbeResult]:
+    """Probe every instance with an api_url once; print failures as warnings."""
+    prober = build_prober(args)
+    if prober is None:
+        return {}
+    probes = prober.probe_registry(registry)
+    for result in sorted(probes.values(), key=lambda r: r.key):
+        if result.error_message:
+            print(
+                f"warning: probe failed ({result.error_reason}): "
+                f"{result.error_message}",
+                file=sys.stderr,
+            )
+    return probes
 
 
 def load(args: argparse.Namespace) -> Registry:
@@ -322,7 +367,8 @@ def run_check(args: argparse.Namespace) -> int:
     observations, fatal = observe_once(build_sources(args))
     if fatal:
         raise UsageError("\n".join(fatal))
-    statuses = evaluate(registry, observations, now)
+    probes = probe_once(args, registry)
+    statuses = evaluate(registry, observations, now, probes, cluster=args.cluster)
     if args.format == "json":
         document = {
             "now": format_instant(now),
@@ -334,6 +380,34 @@ def run_check(args: argparse.Namespace) -> int:
         print(render_table(statuses))
     failing = any(severity_at_least(s.severity, args.fail_on) for s in statuses)
     return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .report import render_report
+
+    if not args.registry:
+        raise UsageError("report needs --registry PATH")
+    registry = load(args)
+    now = parse_now(args.now, registry)
+    observations, fatal = observe_once(build_sources(args))
+    if fatal:
+        raise UsageError("\n".join(fatal))
+    probes = probe_once(args, registry)
+    statuses = evaluate(registry, observations, now, probes, cluster=args.cluster)
+    text = render_report(args.format, registry, statuses, now)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        with open(args.output, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(
+            f"--output: cannot write {args.output}: {exc.strerror}; check the folder "
+            "and its permissions"
+        ) from None
+    print(f"report written: {args.output} ({args.format})", file=sys.stderr)
+    return EXIT_OK
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -381,13 +455,19 @@ def run_serve(args: argparse.Namespace) -> int:
         except WebConfigError as exc:
             raise UsageError(str(exc)) from None
 
-    refresher = Refresher(args.registry, build_sources(args), registry_loader(args))
+    refresher = Refresher(
+        args.registry, build_sources(args), registry_loader(args), build_prober(args)
+    )
     refresher.refresh()
     registry = CollectorRegistry()
-    registry.register(LicenseCollector(refresher))
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
+    collector = LicenseCollector(refresher, cluster=args.cluster)
+    registry.register(collector)
+    process_registry = CollectorRegistry()
+    ProcessCollector(registry=process_registry)
+    PlatformCollector(registry=process_registry)
+    GCCollector(registry=process_registry)
+    cache = ExpositionCache(collector, refresher.snapshot_key, process_registry)
+    cache.warm()
 
     try:
         server = ExporterServer(address, registry, args.telemetry_path, lambda: refresher.ready)
@@ -396,6 +476,7 @@ def run_serve(args: argparse.Namespace) -> int:
             f"--web.listen-address: cannot listen on {args.listen_address}: "
             f"{exc.strerror}"
         ) from None
+    server.render = cache.render
     if web_config is not None:
         web_config.apply(server)
     stopping = threading.Event()
@@ -407,7 +488,7 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, handle_signal)
     signal.signal(signal.SIGINT, handle_signal)
     serve_in_thread(server)
-    refresher.start(args.refresh_interval)
+    refresher.start(args.refresh_interval, after_refresh=cache.warm)
     snapshot = refresher.snapshot
     log.info(
         "listening",
@@ -443,6 +524,7 @@ def run_registry(args: argparse.Namespace) -> int:
 COMMANDS = {
     "serve": run_serve,
     "check": run_check,
+    "report": run_report,
     "validate": run_validate,
     "registry": run_registry,
 }
@@ -455,7 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except RegistryError as exc:
-        print(f"error: invalid registry ({len(exc.problems)} problems):", file=sys.stderr)
+        count = len(exc.problems)
+        noun = "problem" if count == 1 else "problems"
+        print(f"error: invalid registry ({count} {noun}):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from . import __version__
 from .evaluate import InstanceStatus, evaluate
 from .observations import MODES
+from .probe import LICENSE_STATUSES
 from .refresh import Refresher
 
 INSTANCE_LABELS = ("cluster", "namespace", "license", "environment")
@@ -39,9 +40,15 @@ def _gauge(name: str, documentation: str, extra: tuple[str, ...] = ()):
 class LicenseCollector(Collector):
     """Render license gauges and exporter health from a Refresher's snapshot."""
 
-    def __init__(self, refresher: Refresher, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        refresher: Refresher,
+        clock: Callable[[], float] = time.time,
+        cluster: str | None = None,
+    ):
         self.refresher = refresher
         self.clock = clock
+        self.cluster = cluster
 
     def describe(self) -> list[Metric]:
         # An empty describe keeps the registry from calling collect() at register
@@ -49,14 +56,29 @@ class LicenseCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
+        yield from self.license_families(self.clock())
+        yield from self.health_families()
+
+    def license_families(self, timestamp: float) -> Iterator[Metric]:
+        """Yield the families derived from the snapshot evaluated at `timestamp`."""
         snapshot = self.refresher.snapshot
-        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+        now = datetime.fromtimestamp(timestamp, tz=timezone.utc)
         statuses: list[InstanceStatus] = []
         if snapshot.registry is not None:
-            statuses = evaluate(snapshot.registry, snapshot.observations, now)
+            statuses = evaluate(
+                snapshot.registry,
+                snapshot.observations,
+                now,
+                snapshot.probes,
+                cluster=self.cluster,
+            )
         observes_pods = bool(snapshot.observations and snapshot.observations.observes_pods)
         yield from self._license_families(statuses, observes_pods)
+        yield from _probe_families(statuses)
         yield self._instances_family(snapshot)
+
+    def health_families(self) -> Iterator[Metric]:
+        """Yield the exporter's own refresh-health families."""
         yield from self._health_families()
 
     def _license_families(
@@ -245,6 +267,59 @@ class LicenseCollector(Collector):
         )
         build.add_metric([__version__], 1.0)
         yield build
+
+
+def _probe_families(statuses: list[InstanceStatus]) -> Iterator[Metric]:
+    """Render the live license status and capacity read from the Dify APIs."""
+    live_status = _gauge(
+        "dify_license_status",
+        "Live license status reported by the Dify API: 1 for the current status.",
+        ("status",),
+    )
+    live_expiry = _gauge(
+        "dify_license_live_expiry_timestamp_seconds",
+        "Unix time of license.expired_at reported by the Dify API.",
+    )
+    success = _gauge(
+        "dify_license_probe_success",
+        "1 when the latest probe of the instance's Dify API succeeded, 0 otherwise.",
+    )
+    duration = _gauge(
+        "dify_license_probe_duration_seconds",
+        "Duration of the latest probe of the instance's Dify API in seconds.",
+    )
+    counts = {
+        name: _gauge(f"dify_license_{name}", documentation)
+        for name, documentation in (
+            ("seats_used", "Seats (workspace members) in use, from the Dify API."),
+            ("seats_allowed", "Seats the license allows, from the Dify API."),
+            ("workspaces_used", "Workspaces in use, from the Dify API."),
+            ("workspaces_allowed", "Workspaces the license allows, from the Dify API."),
+        )
+    }
+    for status in statuses:
+        probe = status.probe
+        if probe is None:
+            continue
+        labels = [
+            status.cluster,
+            status.namespace,
+            status.license or "",
+            status.environment or "",
+        ]
+        success.add_metric(labels, float(probe.success))
+        duration.add_metric(labels, probe.duration)
+        if probe.status is not None:
+            for name in LICENSE_STATUSES:
+                live_status.add_metric(labels + [name], float(name == probe.status))
+        if probe.expired_at is not None:
+            live_expiry.add_metric(labels, probe.expired_at.timestamp())
+        for name, family in counts.items():
+            value = getattr(probe, name)
+            if value is not None:
+                family.add_metric(labels, float(value))
+    yield from (live_status, live_expiry, success, duration)
+    yield from counts.values()
 
 
 def _info_values(status: InstanceStatus) -> list[str]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Mapping
 
 from .observations import Observation, ObservationSet
+from .probe import ProbeResult
 from .registry import Instance, License, Registry, Renewal
 
 SEVERITIES = ("none", "info", "warning", "critical")
@@ -41,6 +43,11 @@ DEFAULT_FINDING_SEVERITY = "warning"
 
 SECONDS_PER_DAY = 86400.0
 
+# Live statuses that contradict a registry license that is valid at probe time.
+INVALID_LIVE_STATUSES = ("expired", "inactive", "lost")
+# How far the live expired_at may differ from the registry's expiry, in seconds.
+EXPIRY_TOLERANCE_SECONDS = SECONDS_PER_DAY
+
 
 @dataclass(frozen=True)
 class InstanceStatus:
@@ -62,6 +69,7 @@ class InstanceStatus:
     severity: str
     findings: tuple[str, ...]
     status: str | None = None
+    probe: ProbeResult | None = None
     observation: Observation | None = None
     instance: Instance | None = None
     license_entry: License | None = None
@@ -118,19 +126,32 @@ def notice_stage(
 
 
 def evaluate(
-    registry: Registry, observations: ObservationSet | None, now: datetime
+    registry: Registry,
+    observations: ObservationSet | None,
+    now: datetime,
+    probes: Mapping[tuple[str, str], ProbeResult] | None = None,
+    *,
+    cluster: str | None = None,
 ) -> list[InstanceStatus]:
     """Evaluate every registered and every observed instance at `now`.
 
-    `observations` is None when no source observes anything (registry only). The
-    result is sorted by cluster and namespace.
+    `observations` is None when no source observes anything (registry only).
+    `probes` maps (cluster, namespace) to the latest probe of the instance's Dify
+    API; an instance without one has `status` None. With `cluster`, registered
+    instances of other clusters are left out, so exporters of several clusters
+    feeding one Prometheus never publish the same series twice; shared licenses
+    are still counted over the whole registry. The result is sorted by cluster and
+    namespace.
     """
+    probes = probes or {}
     observed = observations.instances if observations else {}
     observed_clusters = observations.clusters if observations else frozenset()
     results = []
     registered_keys = set()
     instances_per_license = Counter(item.license for item in registry.instances)
     for instance in registry.instances:
+        if cluster is not None and instance.cluster != cluster:
+            continue
         registered_keys.add(instance.key)
         results.append(
             _evaluate_registered(
@@ -140,6 +161,7 @@ def evaluate(
                 instance.cluster in observed_clusters,
                 instances_per_license[instance.license],
                 now,
+                probes.get(instance.key),
             )
         )
     for key, observation in observed.items():
@@ -172,6 +194,7 @@ def _evaluate_registered(
     cluster_observed: bool,
     license_instances: int,
     now: datetime,
+    probe: ProbeResult | None = None,
 ) -> InstanceStatus:
     license = registry.licenses[instance.license]
     renewal = registry.renewal_for(instance.license)
@@ -217,6 +240,8 @@ def _evaluate_registered(
         found.add("registry_incomplete")
     if observation is None and cluster_observed:
         found.add("not_deployed")
+    if probe is not None and _status_mismatch(license, probe):
+        found.add("status_mismatch")
     findings = tuple(code for code in FINDINGS if code in found)
 
     status = InstanceStatus(
@@ -231,6 +256,8 @@ def _evaluate_registered(
         stage=stage,
         severity="none",
         findings=findings,
+        status=probe.status if probe is not None else None,
+        probe=probe,
         observation=observation,
         instance=instance,
         license_entry=license,
@@ -247,6 +274,23 @@ def _evaluate_registered(
         default="none",
     )
     return replace(status, severity=severity)
+
+
+def _status_mismatch(license: License, probe: ProbeResult) -> bool:
+    """Return whether the live license status contradicts the registry.
+
+    The registry's validity is judged at probe time, not at `now`, so a what-if
+    `check --now` does not turn a correct live status into a mismatch.
+    """
+    if probe.status is None:
+        return False
+    valid = license.effective <= probe.probed_at < license.expires
+    if valid and probe.status in INVALID_LIVE_STATUSES:
+        return True
+    if probe.expired_at is None:
+        return False
+    drift = abs((probe.expired_at - license.expires).total_seconds())
+    return drift > EXPIRY_TOLERANCE_SECONDS
 
 
 def _restart_pending(license: License, observation: Observation | None) -> bool | None:

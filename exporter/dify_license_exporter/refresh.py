@@ -8,12 +8,14 @@ once per distinct error, not once per refresh.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from .observations import ObservationSet, SourceError
+from .probe import PROBE_ERROR_REASONS, Prober, ProbeResult
 from .registry import Registry, RegistryError, load_registry
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,26 @@ ERROR_REASONS: dict[str, tuple[str, ...]] = {
         "watch_expired",
         "release_decode_failed",
     ),
+    "probe": PROBE_ERROR_REASONS,
 }
+
+
+def registry_fingerprint(paths: Sequence[str]) -> tuple:
+    """Identify the current content of the registry files and their signatures.
+
+    `os.stat` follows symlinks, so the `..data` swap of a mounted ConfigMap changes
+    the inode and thus the fingerprint.
+    """
+    parts = []
+    for path in paths:
+        for name in (path, path + ".sig"):
+            try:
+                info = os.stat(name)
+            except OSError:
+                parts.append(None)
+                continue
+            parts.append((info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(parts)
 
 
 class Source(Protocol):
@@ -52,6 +73,7 @@ class Snapshot:
     registry: Registry | None = None
     observations: ObservationSet | None = None
     registry_valid: bool = False
+    probes: Mapping[tuple[str, str], ProbeResult] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,16 +94,19 @@ class Refresher:
         registry_paths: Sequence[str],
         sources: Sequence[Source],
         registry_loader: Callable[[Sequence[str]], Registry] = load_registry,
+        prober: Prober | None = None,
     ):
         self.registry_paths = list(registry_paths)
         self.sources = list(sources)
         self.registry_loader = registry_loader
+        self.prober = prober
         self.snapshot = Snapshot()
         self.health = Health()
         for source, reasons in ERROR_REASONS.items():
             for reason in reasons:
                 self.health.errors_total[(source, reason)] = 0
         self._seen_errors: dict[str, set[tuple[str, str]]] = {}
+        self._registry_fingerprint: tuple | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,20 +122,40 @@ class Refresher:
             observations = self.snapshot.observations
             for source in self.sources:
                 observations = self._refresh_source(source, observations)
+            probes = self._refresh_probes(registry)
+            # Keep the previous objects when nothing changed, so the rendered
+            # metrics page can be reused (see exposition.py).
+            if observations == self.snapshot.observations:
+                observations = self.snapshot.observations
+            if probes == self.snapshot.probes:
+                probes = self.snapshot.probes
             self.snapshot = Snapshot(
                 registry=registry,
                 observations=observations,
                 registry_valid=registry_valid,
+                probes=probes,
             )
 
     def _refresh_registry(self) -> tuple[Registry | None, bool]:
         started = time.monotonic()
+        fingerprint = registry_fingerprint(self.registry_paths)
+        if fingerprint == self._registry_fingerprint and self.snapshot.registry:
+            # Unchanged files: skip parsing, which takes seconds for 20,000
+            # instances, and keep the same Registry object.
+            valid = self.snapshot.registry_valid
+            if valid:
+                self.health.last_success["registry"] = time.time()
+            self.health.duration["registry"] = time.monotonic() - started
+            return self.snapshot.registry, valid
+        self._registry_fingerprint = fingerprint
         try:
             registry = self.registry_loader(self.registry_paths)
         except RegistryError as exc:
             self._record("registry", [SourceError(exc.reason, str(exc))])
             self.health.duration["registry"] = time.monotonic() - started
             return self.snapshot.registry, False
+        if registry == self.snapshot.registry:
+            registry = self.snapshot.registry
         self._record("registry", [])
         now = time.time()
         self.health.last_success["registry"] = now
@@ -139,6 +184,33 @@ class Refresher:
         self.health.last_success[source.name] = time.time()
         return result
 
+    def _refresh_probes(
+        self, registry: Registry | None
+    ) -> Mapping[tuple[str, str], ProbeResult]:
+        """Probe the Dify API of every instance with an `api_url`.
+
+        A failed probe leaves its instance without a live status instead of
+        keeping an old one, so a stale status is never published.
+        """
+        if self.prober is None or registry is None:
+            return {}
+        started = time.monotonic()
+        try:
+            probes = self.prober.probe_registry(registry)
+        except Exception:  # noqa: BLE001 - a prober bug must not stop the exporter
+            log.exception("probing failed unexpectedly")
+            probes = {}
+        self.health.duration["probe"] = time.monotonic() - started
+        errors = [
+            SourceError(result.error_reason, result.error_message or "")
+            for result in probes.values()
+            if result.error_reason is not None
+        ]
+        self._record("probe", errors)
+        if probes and not errors:
+            self.health.last_success["probe"] = time.time()
+        return probes
+
     def _record(self, source: str, errors: list[SourceError]) -> None:
         """Count and log each error once while it persists; log recoveries."""
         current = {(error.reason, error.message) for error in errors}
@@ -160,13 +232,25 @@ class Refresher:
         self.health.active_errors.update(active)
         self._seen_errors[source] = current
 
-    def start(self, interval: float) -> None:
-        """Refresh every `interval` seconds in a daemon thread until `stop`."""
+    def snapshot_key(self) -> tuple:
+        """Return the objects whose identity changes when the snapshot's data does."""
+        snapshot = self.snapshot
+        return (snapshot.registry, snapshot.observations, snapshot.probes)
+
+    def start(
+        self, interval: float, after_refresh: Callable[[], None] | None = None
+    ) -> None:
+        """Refresh every `interval` seconds in a daemon thread until `stop`.
+
+        `after_refresh` runs after each refresh, for example to pre-render metrics.
+        """
 
         def loop() -> None:
             while not self._stop.wait(interval):
                 try:
                     self.refresh()
+                    if after_refresh is not None:
+                        after_refresh()
                 except Exception:  # noqa: BLE001 - keep serving the last snapshot
                     log.exception("refresh failed unexpectedly")
 
