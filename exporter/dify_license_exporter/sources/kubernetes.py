@@ -12,11 +12,13 @@ Retry-After, and 5xx answers and timeouts back off exponentially with jitter.
 from __future__ import annotations
 
 import argparse
+import atexit
 import fnmatch
 import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -112,7 +114,10 @@ def classify_error(exc: Exception, what: str) -> ApiError:
         )
     timeout_types = (urllib3.exceptions.TimeoutError, TimeoutError)
     if isinstance(exc, urllib3.exceptions.MaxRetryError):
-        if isinstance(exc.reason, timeout_types):
+        # urllib3 derives NewConnectionError (refused, unreachable) from
+        # ConnectTimeoutError, so it is checked first.
+        refused = isinstance(exc.reason, urllib3.exceptions.NewConnectionError)
+        if isinstance(exc.reason, timeout_types) and not refused:
             return ApiError("timeout", f"{what}: request timed out")
         return ApiError("api_unavailable", f"{what}: connection failed: {exc.reason}")
     if isinstance(exc, timeout_types):
@@ -628,9 +633,14 @@ class KubernetesSource:
         result.clusters = frozenset({self.cluster})
         return result
 
-    def close(self) -> None:
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the watches and wait up to `timeout` seconds for their threads."""
         for reflector in self.reflectors():
             reflector.stop()
+        deadline = time.monotonic() + timeout
+        for reflector in self.reflectors():
+            if reflector.thread is not None:
+                reflector.thread.join(max(0.0, deadline - time.monotonic()))
 
     def _sync(self) -> None:
         """List everything (once, when watching), or report a failing watch."""
@@ -645,6 +655,9 @@ class KubernetesSource:
             for reflector in self.reflectors():
                 reflector.start()
             self._started = True
+            # Watch threads still reading a socket at interpreter exit can abort the
+            # process, so they are stopped first.
+            atexit.register(self.close)
 
     def _build(self, result: ObservationSet) -> None:
         allowed: set[str] | None = None
