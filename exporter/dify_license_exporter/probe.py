@@ -589,8 +589,6 @@ def prober_from_args(args: argparse.Namespace) -> Prober | None:
 
     Raises ValueError with the flag name, the bad value and the fix.
     """
-    if not getattr(args, "probe", True):
-        return None
     if args.probe_credentials_file and args.probe_credentials_secret:
         raise ValueError(
             "--probe.credentials-file and --probe.credentials-secret exclude each "
@@ -620,6 +618,8 @@ def prober_from_args(args: argparse.Namespace) -> Prober | None:
             f"--probe.concurrency: invalid value {args.probe_concurrency}; "
             "use 1 or more"
         )
+    if not getattr(args, "probe", True):
+        return None
     try:
         return Prober(
             timeout=args.probe_timeout,
