@@ -54,7 +54,7 @@ def probe_one(
     return prober.probe(instance(simulator.url("a")))
 
 
-# -- answers Dify gives -------------------------------------------------------------
+# -- responses Dify sends -------------------------------------------------------------
 
 
 def test_probe_active_with_workspaces(simulator):
@@ -142,7 +142,7 @@ def test_probe_api_url_with_path_prefix(simulator):
             "not JSON",
         ),
         (Behavior(mode="raw", raw=b"\xff\xfe{"), "invalid_response", "not JSON"),
-        (Behavior(body=[1, 2]), "invalid_response", "not an object"),
+        (Behavior(body=[1, 2]), "invalid_response", "not a JSON object"),
         (Behavior(body={"sso": False}), "invalid_response", "`license` is missing"),
         (
             Behavior(body={"license": "active"}),
@@ -187,7 +187,7 @@ def test_probe_api_url_with_path_prefix(simulator):
         (
             Behavior(body=system_features(workspaces=[])),
             "invalid_response",
-            "not an object",
+            "license.workspaces is not an object",
         ),
         (Behavior(mode="huge"), "invalid_response", "larger than 1048576 bytes"),
     ],

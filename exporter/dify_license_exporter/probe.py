@@ -62,8 +62,8 @@ UTC_ZONE = ZoneInfo("UTC")
 class ProbeResult:
     """What one probe of an instance's Dify API returned.
 
-    `status` is None unless the system-features answer was read and valid. Counts
-    are None when the answer does not carry them; an `*_allowed` of None with a
+    `status` is None unless the system-features response was read and valid. Counts
+    are None when the response does not carry them; an `*_allowed` of None with a
     known `*_used` means the limit is not enforced (Dify reports limit 0 then).
     `success` is False when any request of the probe failed, and `error_reason`
     then names the first failure.
@@ -279,7 +279,7 @@ class Prober:
         token: str | None = None,
         credentials_error: ProbeError | None = None,
     ) -> ProbeResult:
-        """Probe one instance; never raises for a failure of the remote side."""
+        """Probe one instance; a failure of the remote side returns a failed result."""
         probed_at = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
         started = time.monotonic()
         deadline = started + self.timeout
@@ -297,15 +297,15 @@ class Prober:
         fields: dict[str, Any] = {}
         try:
             url = instance.api_url
-            answer = self._get_json(url, SYSTEM_FEATURES_PATH, deadline, token)
+            document = self._get_json(url, SYSTEM_FEATURES_PATH, deadline, token)
             fields.update(
                 _with_url(
-                    url, SYSTEM_FEATURES_PATH, parse_system_features, answer, zone
+                    url, SYSTEM_FEATURES_PATH, parse_system_features, document, zone
                 )
             )
             if token is not None:
-                answer = self._get_json(url, FEATURES_PATH, deadline, token)
-                fields.update(_with_url(url, FEATURES_PATH, parse_features, answer))
+                document = self._get_json(url, FEATURES_PATH, deadline, token)
+                fields.update(_with_url(url, FEATURES_PATH, parse_features, document))
         except ProbeError as exc:
             log.debug(
                 "probe failed",
@@ -443,15 +443,15 @@ def _read_body(
         chunks.append(chunk)
 
 
-def parse_system_features(answer: Any, zone: ZoneInfo) -> dict[str, Any]:
-    """Read status, expiry and workspace counts from a system-features answer.
+def parse_system_features(document: Any, zone: ZoneInfo) -> dict[str, Any]:
+    """Read status, expiry and workspace counts from a system-features response.
 
     Raises ProbeError("invalid_response") when `license.status` is missing or not a
     known status, or when a present field has the wrong type.
     """
-    if not isinstance(answer, dict):
-        raise ProbeError("invalid_response", "the answer is not an object")
-    license_info = answer.get("license")
+    if not isinstance(document, dict):
+        raise ProbeError("invalid_response", "the response is not a JSON object")
+    license_info = document.get("license")
     if not isinstance(license_info, dict):
         raise ProbeError("invalid_response", "`license` is missing")
     status = license_info.get("status")
@@ -481,21 +481,21 @@ def parse_system_features(answer: Any, zone: ZoneInfo) -> dict[str, Any]:
     return result
 
 
-def parse_features(answer: Any) -> dict[str, Any]:
-    """Read the seat count from a features answer (requires a console login).
+def parse_features(document: Any) -> dict[str, Any]:
+    """Read the seat count from a features response (requires a console login).
 
     Dify Enterprise reports `workspace_members: {enabled, size, limit}`; billing
     editions report `members: {size, limit}` with `billing.enabled` true. Dify
     always fills `members` with a placeholder limit of 1, so it is read only when
     billing is enabled.
     """
-    if not isinstance(answer, dict):
-        raise ProbeError("invalid_response", "the answer is not an object")
-    seats = _limitation(answer, "workspace_members", "workspace_members")
+    if not isinstance(document, dict):
+        raise ProbeError("invalid_response", "the response is not a JSON object")
+    seats = _limitation(document, "workspace_members", "workspace_members")
     if seats is None:
-        billing = answer.get("billing")
+        billing = document.get("billing")
         if isinstance(billing, dict) and billing.get("enabled") is True:
-            seats = _limitation(answer, "members", "members", default_enabled=True)
+            seats = _limitation(document, "members", "members", default_enabled=True)
     if seats is None:
         return {}
     return {"seats_used": seats[0], "seats_allowed": seats[1]}
