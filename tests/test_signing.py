@@ -119,7 +119,7 @@ def sign_hint(path: str) -> str:
 
 def mismatch_error(path: str) -> str:
     return (
-        "error: invalid registry (1 problems):\n"
+        "error: invalid registry (1 problem):\n"
         f"  {path}: signature in {path}.sig does not match: the file changed after "
         "it was signed, or it was signed with a key other than --registry-public-key; "
         "review the change and sign the file again\n"
@@ -207,7 +207,7 @@ def test_check_rejects_missing_signature(capsys, keys, registry_file):
     assert code == 2
     assert out == ""
     assert err == (
-        "error: invalid registry (1 problems):\n"
+        "error: invalid registry (1 problem):\n"
         f"  {registry_file}: signature file {registry_file}.sig not found; "
         f"{sign_hint(registry_file)}\n"
     )
@@ -229,7 +229,7 @@ def test_check_rejects_malformed_signature(capsys, keys, registry_file):
     code, _, err = check(capsys, registry_file, public_path)
     assert code == 2
     assert err == (
-        "error: invalid registry (1 problems):\n"
+        "error: invalid registry (1 problem):\n"
         f"  {registry_file}: {registry_file}.sig is not a base64 Ed25519 signature; "
         f"{sign_hint(registry_file)}\n"
     )
@@ -252,7 +252,7 @@ def test_check_names_only_the_unsigned_file(capsys, keys, tmp_path, registry_fil
     )
     assert code == 2
     assert err == (
-        "error: invalid registry (1 problems):\n"
+        "error: invalid registry (1 problem):\n"
         f"  {second}: signature file {second}.sig not found; {sign_hint(str(second))}\n"
     )
 

@@ -478,7 +478,8 @@ def run_serve(args: argparse.Namespace) -> int:
         ) from None
     server.render = cache.render
     if web_config is not None:
-        web_config.apply(server)
+        # The TLS and auth families change between scrapes: render them every time.
+        web_config.apply(server, process_registry)
     stopping = threading.Event()
 
     def handle_signal(signum: int, _frame: object) -> None:

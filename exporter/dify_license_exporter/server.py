@@ -1,7 +1,9 @@
 """HTTP server for /metrics, /healthz and /readyz.
 
 The telemetry path renders the collector's registry; content negotiation
-(OpenMetrics or the text format, gzip) is prometheus_client's.
+(OpenMetrics or the text format, gzip) is prometheus_client's. TLS, basic auth,
+extra response headers and the rate limit come from the web configuration
+(webconfig.py); when set they cover every path.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import gzip
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -32,6 +35,12 @@ class ExporterServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # Set by WebConfig.apply: a webconfig.TLSProvider, a webconfig.BasicAuth, extra
+    # response headers and a webconfig.RateLimiter.
+    tls: Any = None
+    auth: Any = None
+    response_headers: dict[str, str] = {}
+    rate_limiter: Any = None
 
     def __init__(
         self,
@@ -47,12 +56,30 @@ class ExporterServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, ExporterHandler)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # Wrapping does no I/O; the handshake runs in the connection's thread.
+            try:
+                sock = self.tls.wrap(sock)
+            except (OSError, ValueError):
+                sock.close()
+                raise
+        return sock, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None and not self.tls.handshake(request, client_address):
+            return
+        super().finish_request(request, client_address)
+
 
 class ExporterHandler(BaseHTTPRequestHandler):
     server: ExporterServer
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
+        if not self._admit():
+            return
         path = urlsplit(self.path).path
         if path == self.server.telemetry_path:
             self._metrics()
@@ -68,6 +95,28 @@ class ExporterHandler(BaseHTTPRequestHandler):
             self._send(200, "text/html; charset=utf-8", page.encode())
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _admit(self) -> bool:
+        """Apply the rate limit and basic auth; answer 429 or 401 when they fail."""
+        limiter = self.server.rate_limiter
+        if limiter is not None and not limiter.allow():
+            self._send(429, "text/plain; charset=utf-8", b"too many requests\n")
+            return False
+        auth = self.server.auth
+        if auth is not None and not auth.authorized(self.headers.get("Authorization")):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="dify-license-exporter"')
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            self.wfile.write(b"unauthorized\n")
+            return False
+        return True
+
+    def end_headers(self) -> None:
+        for name, value in self.server.response_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
 
     def _metrics(self) -> None:
         encoder, content_type = choose_encoder(self.headers.get("Accept"))
