@@ -83,10 +83,14 @@ def decode_release(secret_value: str | bytes) -> dict[str, Any]:
             raise ReleaseDecodeError(
                 f"release is larger than {MAX_DECODED_BYTES} bytes once decompressed"
             )
+        if not inflater.eof:
+            raise ReleaseDecodeError("release gzip stream is truncated")
     try:
         release = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ReleaseDecodeError(f"release is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ReleaseDecodeError("release JSON is nested too deeply") from None
     if not isinstance(release, dict):
         raise ReleaseDecodeError(
             f"release JSON must be an object, got {type(release).__name__}"

@@ -11,6 +11,7 @@ the bad value and the fix.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ PRIORITY = {"production": "high", "staging": "medium"}
 SECRET_FIELDS = {"id"}
 MIN_YEAR = 1970
 MAX_YEAR = 9998
+# Problems listed per load. A file of a million wrong entries must not turn into
+# a million messages (and the memory of a million schema errors).
+MAX_PROBLEMS = 100
 
 # The document root, the `licenses` list and each entry may contain a License ID.
 _LICENSE_ENTRY_PATH = re.compile(r"^(licenses(\[\d+\])?)?$")
@@ -213,6 +217,8 @@ def load_registry(
             raw_documents.append(data)
     registry, join_problems = _join(documents, _invalid_license_names(raw_documents))
     problems.extend(join_problems)
+    if len(problems) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [_too_many_problems("registry")]
     if problems:
         raise RegistryError(problems, reason)
     return registry
@@ -304,9 +310,13 @@ def _schema_problems(
     """
     problems = []
     invalid: set[tuple[str, int]] = set()
-    errors = sorted(
-        _VALIDATOR.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
-    )
+    errors = list(itertools.islice(_VALIDATOR.iter_errors(data), MAX_PROBLEMS + 1))
+    truncated = len(errors) > MAX_PROBLEMS
+    if truncated:
+        # Entries past the cut were not checked, so none of the file is joined.
+        del errors[MAX_PROBLEMS:]
+        invalid.update((section, -1) for section in ("licenses", "instances", "renewals"))
+    errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
     for error in errors:
         path = ""
         for part in error.absolute_path:
@@ -319,7 +329,18 @@ def _schema_problems(
             invalid.add((str(location[0]), -1))
         elif not location and error.validator == "additionalProperties":
             continue
+    if truncated:
+        problems.append(_too_many_problems(file))
     return problems, invalid
+
+
+def _too_many_problems(file: str) -> RegistryProblem:
+    return RegistryProblem(
+        file,
+        "",
+        f"more than {MAX_PROBLEMS} problems, only the first are listed; fix them "
+        "and validate again",
+    )
 
 
 def _explain(
@@ -331,7 +352,8 @@ def _explain(
     if kind == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         result = []
-        for key in sorted(set(value) - set(allowed), key=str):
+        unknown = sorted(set(value) - set(allowed), key=str)
+        for key in unknown[: MAX_PROBLEMS + 1]:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             suggestion = f"did you mean {hint[0]!r}? " if hint else ""
             result.append(

@@ -23,6 +23,7 @@ MAX_NODES = 2_000_000
 MAX_DEPTH = 64
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL_TRUE = re.compile(r"^(?:true|True|TRUE)$")
 _BOOL_FALSE = re.compile(r"^(?:false|False|FALSE)$")
@@ -171,6 +172,14 @@ class _Builder:
     def __init__(self) -> None:
         self.problems: list[YamlProblem] = []
         self.count = 0
+        self.reported: set[int] = set()
+
+    def _report_once(self, node: yaml.Node, path: str, message: str) -> None:
+        """Record a problem of a node once, however often aliases repeat the node."""
+        if id(node) in self.reported:
+            return
+        self.reported.add(id(node))
+        self.problems.append(YamlProblem(path, message))
 
     def build(self, node: yaml.Node, path: str, depth: int) -> Any:
         self.count += 1
@@ -193,6 +202,10 @@ class _Builder:
                     )
                 ]
             )
+        if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
+            # A tag such as !!python/object/apply on a list would otherwise be
+            # dropped silently; it never belongs in a registry or Helm values.
+            self._report_once(node, path, f"unsupported tag {node.tag}; remove the tag")
         if isinstance(node, yaml.MappingNode):
             return self._build_mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -281,7 +294,5 @@ class _Builder:
         except ValueError:
             pass
         # The value is not echoed: a tagged scalar may be a password or a key.
-        self.problems.append(
-            YamlProblem(path, f"unsupported or invalid tag {tag}; remove the tag")
-        )
+        self._report_once(node, path, f"unsupported or invalid tag {tag}; remove the tag")
         return value

@@ -61,10 +61,16 @@ class FilesSource:
                     )
                 )
                 continue
+            if not _is_utf8(cluster):
+                result.errors.append(_bad_name_error(folder))
+                continue
             observed.append(cluster)
             for entry in sorted(os.listdir(folder)):
                 stem, suffix = os.path.splitext(entry)
                 if entry.startswith(".") or suffix not in VALUES_SUFFIXES:
+                    continue
+                if not _is_utf8(entry):
+                    result.errors.append(_bad_name_error(os.path.join(folder, entry)))
                     continue
                 if (cluster, stem) in result.instances:
                     result.errors.append(
@@ -176,6 +182,27 @@ def interpret_values(
         namespace=namespace,
         mode=mode,
         license_server=server if isinstance(server, str) else None,
+    )
+
+
+def _is_utf8(name: str) -> bool:
+    """Tell whether a name from os.listdir decoded as UTF-8.
+
+    Undecodable bytes become lone surrogates, which cannot be encoded into label
+    values, so such a name would make every scrape fail.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bad_name_error(path: str) -> SourceError:
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return SourceError(
+        "values_unreadable",
+        f"{shown}: name is not valid UTF-8, so it cannot be a label value; rename it",
     )
 
 
