@@ -61,9 +61,7 @@ def _encode_deployed(index: int) -> str:
     if _PARTS is None:
         _PARTS = chart_parts()
     mode = "offline" if index % 3 == 0 else "online"
-    release = dify_release(
-        namespace_name(index), 4, "deployed", mode, DEPLOYED, _PARTS
-    )
+    release = dify_release(namespace_name(index), 4, "deployed", mode, DEPLOYED, _PARTS)
     return encode_helm_release(release)
 
 
@@ -241,14 +239,18 @@ def run_serve(kubeconfig: str, registry: Path, sim_base: str, interval: float) -
     try:
         wait_http(base + "/healthz", 600)
         _, body = scrape(base + "/metrics")
-        first_refresh = metric(body, 'dify_license_exporter_refresh_duration_seconds{source="kubernetes"}')
+        first_refresh = metric(
+            body, 'dify_license_exporter_refresh_duration_seconds{source="kubernetes"}'
+        )
         first_requests = sum(post(sim_base, "/_sim/requests").values())
 
         # Two steady refreshes: the watches keep the data current in between.
         time.sleep(2 * interval + 0.5)
         steady_requests = sum(post(sim_base, "/_sim/requests").values())
         _, body = scrape(base + "/metrics")
-        steady_refresh = metric(body, 'dify_license_exporter_refresh_duration_seconds{source="kubernetes"}')
+        steady_refresh = metric(
+            body, 'dify_license_exporter_refresh_duration_seconds{source="kubernetes"}'
+        )
 
         latencies = [scrape(base + "/metrics")[0] for _ in range(20)]
 
@@ -258,7 +260,9 @@ def run_serve(kubeconfig: str, registry: Path, sim_base: str, interval: float) -
         relist_requests = sum(post(sim_base, "/_sim/requests").values())
         rss = peak_rss_mib(process.pid)
         _, body = scrape(base + "/metrics")
-        series = sum(1 for line in body.splitlines() if line.startswith("dify_license_mode{"))
+        series = sum(
+            1 for line in body.splitlines() if line.startswith("dify_license_mode{")
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -276,7 +280,9 @@ def run_serve(kubeconfig: str, registry: Path, sim_base: str, interval: float) -
 
 def bench(count: int, interval: float) -> dict:
     simulator = subprocess.Popen(
-        [sys.executable, __file__, "simulate", str(count)], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "simulate", str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         port = int(simulator.stdout.readline())
@@ -322,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(json.dumps(result), flush=True)
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        Path(args.output).write_text(
+            json.dumps(results, indent=2) + "\n", encoding="utf-8"
+        )
     return 0
 
 

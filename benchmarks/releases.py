@@ -14,10 +14,26 @@ from datetime import datetime
 from typing import Any
 
 COMPONENTS = (
-    "api", "worker", "web", "sandbox", "ssrf-proxy", "plugin-daemon", "enterprise",
-    "enterprise-audit", "enterprise-frontend", "gateway", "unstructured", "redis",
-    "postgresql", "weaviate", "minio", "celery-beat", "nginx", "otel-collector",
-    "qdrant", "opensearch",
+    "api",
+    "worker",
+    "web",
+    "sandbox",
+    "ssrf-proxy",
+    "plugin-daemon",
+    "enterprise",
+    "enterprise-audit",
+    "enterprise-frontend",
+    "gateway",
+    "unstructured",
+    "redis",
+    "postgresql",
+    "weaviate",
+    "minio",
+    "celery-beat",
+    "nginx",
+    "otel-collector",
+    "qdrant",
+    "opensearch",
 )
 WORDS = (
     "replicas image repository tag pullPolicy resources limits requests cpu memory "
@@ -33,13 +49,16 @@ WORDS = (
 
 def _yaml_block(rng: random.Random, component: str, lines: int) -> str:
     out = []
-    for index in range(lines):
+    for _ in range(lines):
         depth = rng.randrange(0, 5)
         word = rng.choice(WORDS)
         if rng.random() < 0.3:
-            value = f"{{{{ .Values.{component.replace('-', '')}.{word} | default {rng.randrange(1, 9000)} }}}}"
+            key = f"{component.replace('-', '')}.{word}"
+            value = f"{{{{ .Values.{key} | default {rng.randrange(1, 9000)} }}}}"
         elif rng.random() < 0.5:
-            value = f"{component}-{rng.choice(WORDS).lower()}-{rng.randrange(0, 1 << 20):x}"
+            value = (
+                f"{component}-{rng.choice(WORDS).lower()}-{rng.randrange(0, 1 << 20):x}"
+            )
         else:
             value = str(rng.randrange(0, 100000))
         out.append(f"{'  ' * depth}{word}: {value}")

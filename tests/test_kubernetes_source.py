@@ -616,3 +616,30 @@ def test_check_cli_json(sim, kubeconfig, tmp_path):
             },
         ],
     }
+
+
+# --- benchmark smoke run ---------------------------------------------------------
+
+
+def test_benchmark_smoke_twenty_namespaces(tmp_path):
+    output = tmp_path / "results.json"
+    command = [
+        sys.executable,
+        os.fspath(REPO / "benchmarks" / "bench_kubernetes.py"),
+        "--namespaces",
+        "20",
+        "--refresh-interval",
+        "1",
+        "--output",
+        os.fspath(output),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(output.read_text(encoding="utf-8"))
+    assert result["pages_needed"] == 2
+    assert result["check_requests"] == 2
+    # Two list pages and the two watches that follow them.
+    assert result["serve_first_requests"] == 4
+    assert result["serve_requests_per_refresh"] == 0.0
+    assert result["relist_after_410_requests"] == 4
+    assert result["mode_series"] == 40

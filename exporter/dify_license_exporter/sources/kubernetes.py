@@ -44,7 +44,7 @@ from .files import interpret_values
 log = logging.getLogger(__name__)
 
 RELEASE_SELECTOR = "owner=helm,status=deployed"
-# Release Secrets run to hundreds of KiB each, so their pages stay small; pods and
+# A release Secret is tens of KiB on the wire, so its pages stay small. Pods and
 # namespaces are a few KiB each.
 SECRET_PAGE_SIZE = 50
 POD_PAGE_SIZE = 500
@@ -65,7 +65,7 @@ class RetryPolicy:
     attempts: int = 4
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    # Server-side length of one watch; the client reconnects after it.
+    # Server-side length of one watch, after which the client reconnects.
     watch_seconds: int = 300
 
     def backoff(self, failures: int) -> float:
@@ -96,13 +96,13 @@ def classify_error(exc: Exception, what: str) -> ApiError:
         if status == 429:
             return ApiError(
                 "rate_limited",
-                f"{what}: the API server answered 429 Too Many Requests",
+                f"{what}: the API server returned 429 Too Many Requests",
                 _retry_after(exc),
             )
         if status in (401, 403):
             return ApiError(
                 "forbidden",
-                f"{what}: the API server answered {status}; grant get, list and watch "
+                f"{what}: the API server returned {status}; grant get, list and watch "
                 "as docs/kubernetes.md describes",
             )
         if status == 410:
@@ -110,7 +110,7 @@ def classify_error(exc: Exception, what: str) -> ApiError:
                 "watch_expired", f"{what}: resourceVersion expired (410 Gone)"
             )
         return ApiError(
-            "api_unavailable", f"{what}: the API server answered {status} {exc.reason}"
+            "api_unavailable", f"{what}: the API server returned {status} {exc.reason}"
         )
     timeout_types = (urllib3.exceptions.TimeoutError, TimeoutError)
     if isinstance(exc, urllib3.exceptions.MaxRetryError):
@@ -286,7 +286,7 @@ class Reflector:
             store[key] = (item_version, self.transform(item))
 
     def _request_page(self, token: str | None) -> dict[str, Any]:
-        """Fetch one page, retrying 429, 5xx and timeouts as RetryPolicy says."""
+        """Fetch one page, retrying 429, 5xx and timeouts as set by RetryPolicy."""
         failures = 0
         while True:
             kwargs: dict[str, Any] = {
