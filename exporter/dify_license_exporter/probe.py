@@ -399,7 +399,9 @@ class Prober:
 
 def _describe_request(api_url: str, path: str) -> str:
     url = urlsplit(api_url)
-    return f"GET {url.scheme}://{url.netloc}{url.path.rstrip('/')}{path}"
+    # Credentials written into api_url (user:password@host) never reach a message.
+    host = url.netloc.rpartition("@")[2]
+    return f"GET {url.scheme}://{host}{url.path.rstrip('/')}{path}"
 
 
 def _with_url(api_url: str, path: str, parse: Callable[..., dict], *args: Any) -> dict:
