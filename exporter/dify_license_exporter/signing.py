@@ -1,6 +1,6 @@
 """Detached Ed25519 signatures of registry files.
 
-`FILE.sig` holds the base64 text of the Ed25519 signature over the exact bytes of
+`FILE.sig` contains the base64 text of the Ed25519 signature over the exact bytes of
 FILE. With a public key, every registry file is read once, verified, and the same
 bytes are parsed, so a file swapped between the check and the parse is never used.
 """

@@ -408,13 +408,13 @@ class BasicAuth:
         self.users = users
         self.failures = 0
         # Successful checks, keyed by an HMAC of user, hash and password under a
-        # key that lives only in this process, so the cache holds no password.
+        # key that lives only in this process, so the cache contains no password.
         self._cache_key = secrets.token_bytes(32)
         self._cache: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
         # One bcrypt check at a time, so a flood of wrong passwords costs one core.
         self._bcrypt_lock = threading.Lock()
-        # An unknown user is checked against a real hash, so the answer takes as
+        # An unknown user is checked against a real hash, so the response takes as
         # long as for a known user with a wrong password.
         self._decoy_hash = next(iter(users.values()))
 
@@ -909,7 +909,7 @@ class _Parser:
                 continue
             users[user] = hashed.encode("ascii")
         if not users:
-            # exporter-toolkit: an empty basic_auth_users asks for no authentication.
+            # As in exporter-toolkit, an empty basic_auth_users turns authentication off.
             return None
         return BasicAuth(users)
 
