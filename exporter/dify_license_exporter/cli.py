@@ -505,6 +505,10 @@ def run_serve(args: argparse.Namespace) -> int:
     refresher.stop()
     server.shutdown()
     server.server_close()
+    for source in refresher.sources:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     log.info("stopped")
     return EXIT_OK
 

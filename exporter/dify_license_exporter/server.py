@@ -41,6 +41,9 @@ class ExporterServer(ThreadingHTTPServer):
     auth: Any = None
     response_headers: dict[str, str] = {}
     rate_limiter: Any = None
+    # Renders the metrics page from the Accept header: (body, content type). When
+    # unset, the registry is rendered through prometheus_client on every scrape.
+    render: Callable[[str | None, str | None], tuple[bytes, str, str | None]] | None = None
 
     def __init__(
         self,
@@ -119,17 +122,25 @@ class ExporterHandler(BaseHTTPRequestHandler):
         super().end_headers()
 
     def _metrics(self) -> None:
-        encoder, content_type = choose_encoder(self.headers.get("Accept"))
+        accept = self.headers.get("Accept")
+        accept_encoding = self.headers.get("Accept-Encoding")
+        encoder, content_type = choose_encoder(accept)
+        encoding = None
         try:
-            body = encoder(self.server.registry)
+            if self.server.render is not None:
+                body, content_type, encoding = self.server.render(accept, accept_encoding)
+            else:
+                body = encoder(self.server.registry)
+                if "gzip" in (accept_encoding or ""):
+                    body = gzip.compress(body, compresslevel=1)
+                    encoding = "gzip"
         except Exception:  # noqa: BLE001 - answer 500, keep the server up
             log.exception("rendering metrics failed")
             self._send(500, "text/plain; charset=utf-8", b"rendering metrics failed\n")
             return
         self.send_response(200)
-        if "gzip" in (self.headers.get("Accept-Encoding") or ""):
-            body = gzip.compress(body, compresslevel=1)
-            self.send_header("Content-Encoding", "gzip")
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
