@@ -371,7 +371,9 @@ def test_probes_and_resources(chart):
 
 
 def test_tls_switches_probes_to_https(chart):
-    exporter = container(render(chart, VALUE_SETS["full-values.yaml"]))
+    values = copy.deepcopy(VALUE_SETS["full-values.yaml"])
+    del values["webConfig"]["config"]["basic_auth_users"]
+    exporter = container(render(chart, values))
 
     assert exporter["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert exporter["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
@@ -380,6 +382,17 @@ def test_tls_switches_probes_to_https(chart):
         "mountPath": "/etc/dify-license-exporter/tls",
         "readOnly": True,
     } in (exporter["volumeMounts"])
+
+
+def test_basic_auth_switches_probes_to_tcp(chart):
+    # The kubelet sends no credentials and the exporter guards /healthz and
+    # /readyz too, so HTTP probes would always get 401.
+    exporter = container(render(chart, VALUE_SETS["full-values.yaml"]))
+
+    assert exporter["livenessProbe"]["tcpSocket"] == {"port": "http-metrics"}
+    assert "httpGet" not in exporter["livenessProbe"]
+    assert exporter["readinessProbe"]["tcpSocket"] == {"port": "http-metrics"}
+    assert "httpGet" not in exporter["readinessProbe"]
 
 
 def test_registry_mounted_as_folder(chart):
@@ -630,7 +643,9 @@ def test_existing_web_config_secret(chart):
 
     assert find(documents, "Secret") == []
     assert volume["secret"] == {"secretName": "license-exporter-web"}
-    assert "scheme" not in container(documents)["readinessProbe"]["httpGet"]
+    # The Secret's content is unknown to the chart, so the probes cannot assume
+    # that the exporter answers them without credentials.
+    assert container(documents)["readinessProbe"]["tcpSocket"] == {"port": "http-metrics"}
 
 
 # RBAC
