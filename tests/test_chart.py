@@ -434,10 +434,10 @@ def test_exporter_parses_container_arguments(chart, value_set):
 )
 def test_inline_registry_passes_exporter_validation(chart, value_set, tmp_path):
     registry = only(
-        render(chart, VALUE_SETS[value_set]), "ConfigMap", f"{FULLNAME}-registry"
+        render(chart, VALUE_SETS[value_set]), "Secret", f"{FULLNAME}-registry"
     )
     path = tmp_path / "registry.yaml"
-    path.write_text(registry["data"]["registry.yaml"])
+    path.write_text(registry["stringData"]["registry.yaml"])
 
     result = subprocess.run(
         [
@@ -496,7 +496,7 @@ def test_registry_symlink_swap_reaches_exporter(chart, tmp_path):
     pytest.importorskip("dify_license_exporter.cli")
     values = VALUE_SETS["files-values.yaml"]
     documents = render(chart, values)
-    registry_map = only(documents, "ConfigMap", f"{FULLNAME}-registry")
+    registry_map = only(documents, "Secret", f"{FULLNAME}-registry")
     values_map = only(documents, "ConfigMap", f"{FULLNAME}-values")
     values_volume = next(
         v for v in pod_spec(documents)["volumes"] if v["name"] == "values"
@@ -507,7 +507,7 @@ def test_registry_symlink_swap_reaches_exporter(chart, tmp_path):
     registry_dir.mkdir()
     values_dir.mkdir()
 
-    project_configmap(registry_dir, registry_map["data"], 1)
+    project_configmap(registry_dir, registry_map["stringData"], 1)
     project_configmap(
         values_dir,
         {
@@ -531,7 +531,7 @@ def test_registry_symlink_swap_reaches_exporter(chart, tmp_path):
     )
     try:
         before = wait_for_metrics(port, 'dify_license_instances{license="lab"} 1.0')
-        updated = registry_map["data"]["registry.yaml"].replace(
+        updated = registry_map["stringData"]["registry.yaml"].replace(
             "renewals: []",
             "renewals:\n  - license: lab\n    notice_days: [45, 10]",
         )
@@ -574,10 +574,11 @@ def wait_for_metrics(port: int, expected: str, timeout: float = 15.0) -> str:
     raise AssertionError(f"{expected!r} not in the metrics after {timeout} s")
 
 
-def test_default_registry_configmap(chart):
-    registry = only(render(chart, {}), "ConfigMap", f"{FULLNAME}-registry")
+def test_default_registry_secret(chart):
+    registry = only(render(chart, {}), "Secret", f"{FULLNAME}-registry")
 
-    assert registry["data"] == {
+    assert registry["type"] == "Opaque"
+    assert registry["stringData"] == {
         "registry.yaml": "timezone: UTC\nlicenses: []\ninstances: []\nrenewals: []\n"
     }
 
@@ -585,19 +586,19 @@ def test_default_registry_configmap(chart):
 def test_signed_inline_registry(chart):
     values = VALUE_SETS["full-values.yaml"]
     documents = render(chart, values)
-    registry = only(documents, "ConfigMap", f"{FULLNAME}-registry")
+    registry = only(documents, "Secret", f"{FULLNAME}-registry")
     key = only(documents, "ConfigMap", f"{FULLNAME}-registry-key")
 
-    assert registry["data"]["registry.yaml"] == values["registry"]["inline"]
-    assert registry["data"]["registry.yaml.sig"] == values["registry"]["signature"]
+    assert registry["stringData"]["registry.yaml"] == values["registry"]["inline"]
+    assert registry["stringData"]["registry.yaml.sig"] == values["registry"]["signature"]
     assert key["data"] == {"public-key.pem": values["registry"]["publicKey"]}
     public_key = serialization.load_pem_public_key(
         key["data"]["public-key.pem"].encode()
     )
     # Raises InvalidSignature unless the signature covers the rendered bytes.
     public_key.verify(
-        base64.b64decode(registry["data"]["registry.yaml.sig"]),
-        registry["data"]["registry.yaml"].encode(),
+        base64.b64decode(registry["stringData"]["registry.yaml.sig"]),
+        registry["stringData"]["registry.yaml"].encode(),
     )
 
 
