@@ -195,14 +195,15 @@ def test_serve_keeps_last_good_registry_through_corpus(tmp_path):
                 )
                 == expected[case["reason"]]
                 and s,
-                timeout=20,
+                timeout=60,
             )
             assert value(samples, "dify_license_exporter_registry_valid") == 0.0
             assert value(samples, "dify_license_expiry_timestamp_seconds", **HOSTILE) == expiry
             replace_file(live, good)
             wait_for(
                 lambda: value(exporter.samples(), "dify_license_exporter_registry_valid")
-                == 1.0
+                == 1.0,
+                timeout=60,
             )
 
         samples = exporter.samples()
