@@ -25,7 +25,7 @@ from .exposition import ExpositionCache
 from .evaluate import SEVERITIES, InstanceStatus, evaluate, severity_at_least
 from .observations import ObservationSet
 from .probe import Prober, ProbeResult, add_probe_flags, prober_from_args
-from .refresh import FATAL_REASONS, Refresher
+from .refresh import FATAL_REASONS, Refresher, registry_fingerprint
 from .registry import Registry, RegistryError, format_instant, load_registry, parse_instant
 from .server import ExporterServer, parse_listen_address, serve_in_thread
 
@@ -445,7 +445,11 @@ def run_serve(args: argparse.Namespace) -> int:
         address = parse_listen_address(args.listen_address)
     except ValueError as exc:
         raise UsageError(f"--web.listen-address: {exc}") from None
-    load(args)  # refuse to start on an invalid registry
+    # Refuse to start on an invalid registry; the fingerprint is taken first, so
+    # a file changed during the load is read again at the first refresh.
+    fingerprint = registry_fingerprint(args.registry)
+    loader = registry_loader(args)
+    initial_registry = loader(args.registry)
     web_config = None
     if args.web_config_file:
         from .webconfig import WebConfigError, load_web_config
@@ -456,8 +460,9 @@ def run_serve(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
 
     refresher = Refresher(
-        args.registry, build_sources(args), registry_loader(args), build_prober(args)
+        args.registry, build_sources(args), loader, build_prober(args)
     )
+    refresher.prime(initial_registry, fingerprint)
     refresher.refresh()
     registry = CollectorRegistry()
     collector = LicenseCollector(refresher, cluster=args.cluster)

@@ -232,6 +232,16 @@ class Refresher:
         self.health.active_errors.update(active)
         self._seen_errors[source] = current
 
+    def prime(self, registry: Registry, fingerprint: tuple) -> None:
+        """Start from a registry already loaded, as files with `fingerprint`.
+
+        `serve` loads the registry once to refuse an invalid one; priming spares
+        the first refresh a second parse of the same files.
+        """
+        self.snapshot = Snapshot(registry=registry, registry_valid=True)
+        self._registry_fingerprint = fingerprint
+        self.health.last_success["registry"] = time.time()
+
     def snapshot_key(self) -> tuple:
         """Return the objects whose identity changes when the snapshot's data does."""
         snapshot = self.snapshot
