@@ -365,7 +365,9 @@ def test_json_logs(start, registry_file):
     exporter = start("--registry", str(registry_file), "--log.format", "json")
     import json
 
-    first = json.loads(exporter.logs().splitlines()[0])
+    # /readyz can answer before the "listening" line is written.
+    lines = wait_for(lambda: exporter.logs().splitlines())
+    first = json.loads(lines[0])
     assert first["msg"] == "listening"
     assert first["level"] == "info"
     assert first["address"] == f"127.0.0.1:{exporter.port}"
