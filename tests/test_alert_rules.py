@@ -35,6 +35,7 @@ ALERTS_WITHOUT_ROUTING = {
     "DifyLicenseExporterRefreshFailing",
     "DifyLicenseExporterSnapshotStale",
     "DifyLicenseObservationFailing",
+    "DifyLicenseExporterCertificateExpiring",
 }
 
 requires_promtool = pytest.mark.skipif(
@@ -66,7 +67,7 @@ def test_promtool_check_rules_clean():
     result = run(["promtool", "check", "rules", *map(str, RULE_FILES)])
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 20 rules found" in result.stdout
+    assert "SUCCESS: 34 rules found" in result.stdout
     assert "WARNING" not in result.stdout + result.stderr
 
 
@@ -107,6 +108,34 @@ def test_alert_severity_valid():
             assert rule["labels"]["severity"] in {"info", "warning", "critical"}
 
 
+def test_severity_tiers_share_one_name():
+    # An alert name with several rules is one condition at rising thresholds:
+    # a warning and a critical tier, whose critical tier mutes the warning in
+    # alertmanager.example.yaml.
+    severities: dict[str, list[str]] = {}
+    for rule in load_alert_rules():
+        severities.setdefault(rule["alert"], []).append(
+            rule.get("labels", {}).get("severity", "")
+        )
+    tiered = {name: tiers for name, tiers in severities.items() if len(tiers) > 1}
+
+    assert tiered == {
+        "DifyLicenseSeatsHigh": ["warning", "critical"],
+        "DifyLicenseWorkspacesHigh": ["warning", "critical"],
+        "DifyLicenseExporterCertificateExpiring": ["warning", "critical"],
+    }
+    inhibit_rules = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())["inhibit_rules"]
+    tier_rule = next(
+        rule
+        for rule in inhibit_rules
+        if 'severity="critical"' in rule["source_matchers"]
+        and 'severity="warning"' in rule["target_matchers"]
+        and "alertname" in rule["equal"]
+    )
+    muted = tier_rule["target_matchers"][0].split("=~", 1)[1].strip('"')
+    assert set(muted.split("|")) == set(tiered)
+
+
 def test_alert_annotations_complete():
     for rule in load_alert_rules():
         annotations = rule["annotations"]
@@ -143,7 +172,7 @@ def test_amtool_check_config_clean():
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
-    assert " - 3 inhibit rules" in result.stdout
+    assert " - 5 inhibit rules" in result.stdout
     assert " - 5 receivers" in result.stdout
 
 
@@ -217,6 +246,24 @@ ROUTE_CASES = [
         "alertname=DifyLicenseRegistryIncomplete severity=info environment=test",
         "ticket-platform",
         id="info-without-requester-tickets-platform",
+    ),
+    pytest.param(
+        "alertname=DifyLicenseSeatsHigh severity=critical "
+        "environment=production department='AI Platform'",
+        "pager",
+        id="production-capacity-critical-pages",
+    ),
+    pytest.param(
+        "alertname=DifyLicenseServerUnreachable severity=critical "
+        "environment=staging department='Data Science'",
+        "ticket-data-science",
+        id="staging-server-unreachable-tickets-department",
+    ),
+    pytest.param(
+        "alertname=DifyLicenseExporterCertificateExpiring severity=critical "
+        "job=dify-license-exporter instance=exporter:9000",
+        "ticket-platform",
+        id="exporter-certificate-tickets-platform",
     ),
     pytest.param(
         "alertname=SomethingElse",
