@@ -583,6 +583,257 @@ def firing_alerts(position: dict[str, int]) -> dict[str, Any]:
     }
 
 
+# Live license statuses of the Dify API, in the order of the exporter's
+# LICENSE_STATUSES. The status timeline shows each as its index, because a
+# Grafana value mapping maps values, not labels.
+LICENSE_STATUS_COLORS = (
+    ("none", "text"),
+    ("inactive", "red"),
+    ("active", "green"),
+    ("expiring", "orange"),
+    ("expired", "red"),
+    ("lost", "red"),
+)
+
+# Capacity thresholds of the DifyLicenseSeatsHigh and DifyLicenseWorkspacesHigh
+# alerts: warning from 80 %, critical from 95 % of the license limit.
+UTILIZATION_THRESHOLDS = (("green", None), ("orange", 0.8), ("red", 0.95))
+
+# A forecast at 100 % means the limit is reached by the next notice stage, which
+# is where DifyLicenseCapacityForecast fires.
+FORECAST_THRESHOLDS = (("green", None), ("orange", 0.8), ("red", 1.0))
+
+
+def utilization_bargauge(
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    position: dict[str, int],
+) -> dict[str, Any]:
+    return {
+        "type": "bargauge",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "gridPos": position,
+        "targets": targets,
+        "fieldConfig": {
+            "defaults": {
+                "unit": "percentunit",
+                "decimals": 0,
+                "min": 0,
+                "max": 1,
+                "thresholds": thresholds(*UTILIZATION_THRESHOLDS),
+                "color": {"mode": "thresholds"},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "orientation": "horizontal",
+            "displayMode": "gradient",
+            "showUnfilled": True,
+            "valueMode": "color",
+            "namePlacement": "auto",
+        },
+    }
+
+
+def forecast(resource: str) -> str:
+    """Return the forecast share of `resource` in use at the next notice stage.
+
+    The same line as DifyLicenseCapacityForecast: the 4-week fit now plus its
+    slope times the seconds to the next notice stage, over the license limit.
+    """
+    used = selector(f"dify_license_{resource}_used")
+    allowed = selector(f"dify_license_{resource}_allowed")
+    stage = selector("dify_license_instance:dify_license_next_notice_stage:seconds")
+    return (
+        f"(max by ({INSTANCE_LABELS}) (predict_linear({used}[4w], 0)) "
+        f"+ max by ({INSTANCE_LABELS}) (deriv({used}[4w])) * {stage}) "
+        f"/ max by ({INSTANCE_LABELS}) ({allowed})"
+    )
+
+
+def capacity_panels(y: int) -> list[dict[str, Any]]:
+    instance_usage = [
+        target(
+            "A",
+            selector("dify_license_instance:dify_license_seats:utilization"),
+            legend="{{cluster}}/{{namespace}} seats",
+            instant=True,
+        ),
+        target(
+            "B",
+            selector("dify_license_instance:dify_license_workspaces:utilization"),
+            legend="{{cluster}}/{{namespace}} workspaces",
+            instant=True,
+        ),
+    ]
+    # The per-license series have no instance labels: `and on (license)` keeps
+    # the licenses of the selected instances.
+    license_usage = [
+        target(
+            ref_id,
+            f"max by (license) (dify_license_license:dify_license_{resource}:"
+            f"utilization) and on (license) {selector('dify_license_info')}",
+            legend="{{license}}",
+            instant=True,
+        )
+        for ref_id, resource in (("A", "seats"), ("B", "workspaces"))
+    ]
+    return [
+        utilization_bargauge(
+            "Seat and workspace utilization",
+            "Share of the seats and workspaces the license allows that each "
+            "instance uses, from its Dify API. Orange from 80 %, red from 95 %, "
+            "as the capacity alerts. Instances without api_url, or whose license "
+            "sets no limit, are not shown.",
+            instance_usage,
+            grid(0, y, 8, 8),
+        ),
+        utilization_bargauge(
+            "Utilization per license",
+            "Usage of all instances of a license over its limit.",
+            license_usage,
+            grid(8, y, 8, 8),
+        ),
+        forecast_table(grid(16, y, 8, 8)),
+    ]
+
+
+def forecast_table(position: dict[str, int]) -> dict[str, Any]:
+    stage = selector("dify_license_instance:dify_license_next_notice_stage:seconds")
+    targets = [
+        target("A", forecast("seats"), instant=True, table=True),
+        target("B", forecast("workspaces"), instant=True, table=True),
+        target("C", f"{stage} / 86400", instant=True, table=True),
+    ]
+    columns = [
+        ("cluster", "Cluster"),
+        ("namespace", "Namespace"),
+        ("license", "License"),
+        ("Value #A", "Seats at next stage"),
+        ("Value #B", "Workspaces at next stage"),
+        ("Value #C", "Days to next stage"),
+    ]
+    forecast_cell = (
+        ("unit", "percentunit"),
+        ("decimals", 0),
+        ("custom.cellOptions", {"type": "color-background"}),
+        ("thresholds", thresholds(*FORECAST_THRESHOLDS)),
+    )
+    return {
+        "type": "table",
+        "title": "Forecast usage at next notice stage",
+        "description": "Share of the limit in use when the license reaches its "
+        "next notice stage (or expires, after the last stage), at the linear "
+        "trend of the last 4 weeks. Red at 100 %: the renewal notice comes after "
+        "the limit is reached.",
+        "datasource": DATASOURCE,
+        "gridPos": position,
+        "targets": targets,
+        "transformations": [
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "environment": True},
+                    "indexByName": {name: i for i, (name, _) in enumerate(columns)},
+                    "renameByName": dict(columns),
+                },
+            },
+        ],
+        "fieldConfig": {
+            "defaults": {
+                "custom": {
+                    "align": "auto",
+                    "cellOptions": {"type": "auto"},
+                    "filterable": True,
+                    "inspect": False,
+                },
+                "thresholds": thresholds(("text", None)),
+                "color": {"mode": "thresholds"},
+            },
+            "overrides": [
+                override("Seats at next stage", *forecast_cell),
+                override("Workspaces at next stage", *forecast_cell),
+                override("Days to next stage", ("decimals", 1), ("unit", "none")),
+            ],
+        },
+        "options": {
+            "showHeader": True,
+            "cellHeight": "sm",
+            "footer": {"show": False, "reducer": ["sum"], "fields": ""},
+            "sortBy": [{"displayName": "Days to next stage", "desc": False}],
+        },
+    }
+
+
+def license_status_code() -> str:
+    """Return the live status of each instance as its index in LICENSE_STATUSES."""
+    parts = []
+    for index, (status, _) in enumerate(LICENSE_STATUS_COLORS):
+        series = selector("dify_license_status", f'status="{status}"')
+        parts.append(f"({series} == 1) * {index}")
+    return "max by (cluster, namespace) (" + " or ".join(parts) + ")"
+
+
+def live_status_panels(y: int) -> list[dict[str, Any]]:
+    mappings = [
+        {
+            "type": "value",
+            "options": {
+                str(index): {"text": status, "color": color, "index": index}
+                for index, (status, color) in enumerate(LICENSE_STATUS_COLORS)
+            },
+        }
+    ]
+    timeline = {
+        "type": "state-timeline",
+        "title": "Live license status",
+        "description": "License status that each instance's Dify API reports. "
+        "Gaps are times when the probe failed. lost means the instance cannot "
+        "reach its license server.",
+        "datasource": DATASOURCE,
+        "gridPos": grid(0, y, 20, 8),
+        "targets": [
+            target("A", license_status_code(), legend="{{cluster}}/{{namespace}}")
+        ],
+        "fieldConfig": {
+            "defaults": {
+                "mappings": mappings,
+                "thresholds": thresholds(("text", None)),
+                "color": {"mode": "thresholds"},
+                "custom": {"fillOpacity": 80, "lineWidth": 0},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "mergeValues": True,
+            "showValue": "auto",
+            "alignValue": "left",
+            "rowHeight": 0.9,
+            "legend": {
+                "displayMode": "list",
+                "placement": "bottom",
+                "showLegend": False,
+            },
+            "tooltip": {"mode": "single", "sort": "none"},
+        },
+    }
+    failing = stat(
+        "Failing probes",
+        "Instances whose latest probe of the Dify API failed; their live status "
+        "and capacity are unknown.",
+        f"count(max by ({INSTANCE_LABELS}) "
+        f"({selector('dify_license_probe_success')}) == 0) or vector(0)",
+        "red",
+        grid(20, y, 4, 8),
+    )
+    return [timeline, failing]
+
+
 def health_timeseries(
     title: str,
     description: str,
@@ -765,7 +1016,12 @@ def build_dashboard() -> dict[str, Any]:
         shared_licenses(grid(18, 19, 6, 9)),
         firing_alerts(grid(0, 28, 24, 7)),
     ]
-    panels += [row("Exporter health", 35), *health_panels(36)]
+    panels += [
+        row("Capacity and live status", 35),
+        *capacity_panels(36),
+        *live_status_panels(44),
+    ]
+    panels += [row("Exporter health", 52), *health_panels(53)]
 
     for panel_id, panel in enumerate(panels, start=1):
         panel["id"] = panel_id

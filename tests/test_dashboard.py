@@ -12,13 +12,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import realstack
 import yaml
+from dify_api_simulator import Behavior, DifyApiSimulator, features, system_features
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,15 @@ METRICS_DOC = ROOT / "docs" / "metrics.md"
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 
 # Panel types shipped with Grafana 10.0, so the dashboard needs no plugin.
-CORE_PANEL_TYPES = {"row", "stat", "table", "timeseries", "piechart", "bargauge"}
+CORE_PANEL_TYPES = {
+    "row",
+    "stat",
+    "table",
+    "timeseries",
+    "piechart",
+    "bargauge",
+    "state-timeline",
+}
 
 # Variables Grafana itself defines for every query.
 GRAFANA_VARIABLES = {
@@ -158,6 +167,17 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+def recorded_series() -> set[str]:
+    """Return the series the recording rules in alerts/ write."""
+    return {
+        rule["record"]
+        for path in rule_file_paths()
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+
+
 def documented_metrics() -> set[str]:
     return set(re.findall(r"^\| `(\w+)` \|", METRICS_DOC.read_text(), re.MULTILINE))
 
@@ -234,6 +254,7 @@ def test_rows_are_expanded_and_empty(dashboard):
         "Fleet",
         "Instances",
         "Expiry and alerts",
+        "Capacity and live status",
         "Exporter health",
     ]
     for row in rows:
@@ -352,7 +373,7 @@ def test_instance_queries_filter_by_every_variable(dashboard):
 
 
 def test_metric_names_are_documented(dashboard):
-    known = documented_metrics() | PROMETHEUS_SERIES
+    known = documented_metrics() | PROMETHEUS_SERIES | recorded_series()
     expressions = [target["expr"] for _, target in all_targets(dashboard)]
     expressions += [
         LABEL_VALUES.match(v["definition"]).group("selector")
@@ -396,6 +417,7 @@ def test_stats_colored_at_alert_thresholds(dashboard):
         "Within 90 days": "yellow",
         "Restart pending": "orange",
         "Registry problems": "yellow",
+        "Failing probes": "red",
     }
 
     assert list(stats) == list(expected_colors)
@@ -408,7 +430,8 @@ def test_stats_colored_at_alert_thresholds(dashboard):
                 {"color": "green", "value": None},
                 {"color": color, "value": 1},
             ], title
-    assert all(stat["gridPos"]["y"] == 1 for stat in stats.values())
+    fleet_stats = [stat for title, stat in stats.items() if title != "Failing probes"]
+    assert all(stat["gridPos"]["y"] == 1 for stat in fleet_stats)
 
 
 def test_instance_table_columns_and_colors(dashboard):
@@ -618,7 +641,8 @@ class Expected:
     """Labels and values a query must return.
 
     `rows` maps the non-empty labels of a series to its value: a number, or a
-    (low, high) range for values that change between runs.
+    (low, high) range for values that change between runs. `rows` is empty only
+    for a query that must return nothing.
     """
 
     labels: set[str]
@@ -761,6 +785,41 @@ def expect_scrape_duration(context: Context) -> Expected:
     return Expected(labels=set(labels), rows={row_key(labels): (0.0, 5.0)})
 
 
+# A query that must return no series: examples/ has no instance with api_url,
+# so the exporter publishes no probe samples for it.
+NO_SERIES = Expected(labels=set(), rows={})
+
+INSTANCE_LABEL_NAMES = ("cluster", "namespace", "license", "environment")
+
+DEFAULT_NOTICE_DAYS = (90.0, 60.0, 30.0, 7.0)
+
+
+def next_stage_days(days_to_expiry: float, thresholds: list[float]) -> float:
+    """Return the days until the next notice stage, or until expiry after the last."""
+    ahead = [threshold for threshold in thresholds if threshold < days_to_expiry]
+    return days_to_expiry - max(ahead) if ahead else days_to_expiry
+
+
+def expect_days_to_next_stage(context: Context) -> Expected:
+    thresholds: dict[tuple[tuple[str, str], ...], list[float]] = {}
+    for labels, value in context.exporter_samples["dify_license_notice_threshold_days"]:
+        key = row_key({name: labels[name] for name in INSTANCE_LABEL_NAMES})
+        thresholds.setdefault(key, []).append(value)
+    instances = [
+        instance
+        for instance in context.fleet.registered()
+        if has_days(instance) and instance.days_to_expiry > 0
+    ]
+    return per_instance(
+        instances,
+        lambda i: next_stage_days(
+            i.days_to_expiry,
+            thresholds.get(row_key(i.labels()), list(DEFAULT_NOTICE_DAYS)),
+        ),
+        tolerance=DAYS_TOLERANCE,
+    )
+
+
 # What every query of the dashboard returns for the examples/ fleet, keyed by
 # panel title and refId. Values come from `check --format json`, the registry
 # and the exporter's own /metrics, so they follow edits of examples/.
@@ -803,6 +862,15 @@ EXPECTATIONS: dict[tuple[str, str], Callable[[Context], Expected]] = {
         c, "dify_license_exporter_refresh_duration_seconds", 0.0, 5.0
     ),
     ("Scrape duration", "A"): expect_scrape_duration,
+    ("Seat and workspace utilization", "A"): lambda c: NO_SERIES,
+    ("Seat and workspace utilization", "B"): lambda c: NO_SERIES,
+    ("Utilization per license", "A"): lambda c: NO_SERIES,
+    ("Utilization per license", "B"): lambda c: NO_SERIES,
+    ("Forecast usage at next notice stage", "A"): lambda c: NO_SERIES,
+    ("Forecast usage at next notice stage", "B"): lambda c: NO_SERIES,
+    ("Forecast usage at next notice stage", "C"): expect_days_to_next_stage,
+    ("Live license status", "A"): lambda c: NO_SERIES,
+    ("Failing probes", "A"): lambda c: single_value(0),
 }
 
 
@@ -966,6 +1034,9 @@ def run_target(stack: Endpoints, target: dict[str, Any], selection: dict[str, st
 
 
 def assert_matches(expected: Expected, names: set[str], values: dict, what: str):
+    if expected is NO_SERIES:
+        assert values == {}, what
+        return
     assert expected.rows, f"{what}: the expectation has no rows to check"
     assert names == expected.labels, what
     assert set(values) == set(expected.rows), what
@@ -1087,7 +1158,7 @@ def test_namespace_variable_follows_cluster(dashboard, stack, fleet):
 
 
 def test_queries_name_only_published_metrics(dashboard, exporter_samples):
-    published = set(exporter_samples) | PROMETHEUS_SERIES
+    published = set(exporter_samples) | PROMETHEUS_SERIES | recorded_series()
     expressions = [target["expr"] for _, target in all_targets(dashboard)]
     expressions += [
         LABEL_VALUES.match(v["definition"]).group("selector")
@@ -1104,3 +1175,266 @@ def test_unpublished_metric_detected(exporter_samples):
     expr = 'sum(dify_license_days_left{cluster=~".*"}) or up'
 
     assert metric_names(expr) - published == {"dify_license_days_left"}
+
+
+# Queries on probed instances. examples/ has no api_url, so a second exporter
+# probes a Dify API simulator: alpha is active and uses 85 of 100 seats and 4 of
+# 10 workspaces, beta reports lost and 9 of 10 workspaces without a seat limit,
+# and the API of gamma answers 500.
+
+PROBE_TOKEN = "dashboard-test-token"
+
+# (cluster, namespace, license, environment, days to expiry at start)
+PROBED_INSTANCES = (
+    ("prod-cn", "dify-alpha", "alpha", "production", 45.0),
+    ("prod-cn", "dify-beta", "beta", "staging", 100.0),
+    ("test-sg", "dify-gamma", "gamma", "test", 20.0),
+)
+
+PROBE_BEHAVIORS = {
+    "dify-alpha": Behavior(
+        body=system_features(
+            "active", workspaces={"enabled": True, "size": 4, "limit": 10}
+        ),
+        features_body=features(
+            workspace_members={"enabled": True, "size": 85, "limit": 100}
+        ),
+        require_token=PROBE_TOKEN,
+    ),
+    "dify-beta": Behavior(
+        body=system_features(
+            "lost", workspaces={"enabled": True, "size": 9, "limit": 10}
+        ),
+        features_body=features(
+            workspace_members={"enabled": True, "size": 10, "limit": 0}
+        ),
+        require_token=PROBE_TOKEN,
+    ),
+    "dify-gamma": Behavior(mode="error", code=500),
+}
+
+
+@dataclass
+class ProbeStack:
+    prometheus_url: str
+    exporter_url: str
+    expiry: dict[tuple[tuple[str, str], ...], float]
+
+
+def probed_labels(
+    cluster: str, namespace: str, license: str, environment: str
+) -> tuple[tuple[str, str], ...]:
+    return row_key(
+        {
+            "cluster": cluster,
+            "namespace": namespace,
+            "license": license,
+            "environment": environment,
+        }
+    )
+
+
+def write_probe_fleet(
+    stack: realstack.Stack, simulator: DifyApiSimulator, now: float
+) -> tuple[Path, Path, dict[tuple[tuple[str, str], ...], float]]:
+    """Write the registry and values of the probed instances; return expiries."""
+    licenses, instances, expiry = [], [], {}
+    for cluster, namespace, license, environment, days in PROBED_INSTANCES:
+        expires = now + days * 86400
+        expiry[probed_labels(cluster, namespace, license, environment)] = expires
+        licenses.append(
+            {
+                "id": f"DIFY-ENT-DASHBOARD-{license.upper()}",
+                "name": license,
+                "effective": "2026-01-01",
+                "expires": datetime.fromtimestamp(expires, UTC).isoformat(),
+                "mode": "online",
+                "bound_to": {"cluster": cluster, "namespace": namespace},
+            }
+        )
+        instances.append(
+            {
+                "cluster": cluster,
+                "namespace": namespace,
+                "license": license,
+                "environment": environment,
+                "owner": "Jane Roe <jane@example.com>",
+                "department": "AI Platform",
+                "api_url": simulator.url(namespace),
+            }
+        )
+        stack.write_file(
+            f"values/{cluster}/{namespace}.yaml",
+            {"enterprise": {"enabled": True, "licenseMode": "online"}},
+        )
+    registry = stack.write_file(
+        "registry.yaml", {"licenses": licenses, "instances": instances}
+    )
+    return registry, stack.directory / "values", expiry
+
+
+@pytest.fixture(scope="module")
+def probe_stack() -> Iterator[ProbeStack]:
+    """Serve probed instances with a second exporter and scrape it every second."""
+    with DifyApiSimulator() as simulator, realstack.Stack() as processes:
+        for namespace, behavior in PROBE_BEHAVIORS.items():
+            simulator.set(namespace, behavior)
+        registry, values, expiry = write_probe_fleet(processes, simulator, time.time())
+        token = processes.write_file("token", PROBE_TOKEN + "\n")
+        exporter_url = processes.start_exporter(
+            [
+                "--registry",
+                str(registry),
+                "--values-dir",
+                str(values),
+                "--refresh-interval",
+                "1",
+                "--probe.credentials-file",
+                str(token),
+            ]
+        )
+        prometheus_url = processes.start_prometheus(
+            {EXPORTER_JOB: [exporter_url.removeprefix("http://")]},
+            rule_files=rule_file_paths(),
+        )
+
+        # deriv() and predict_linear() need two samples; the forecast also
+        # needs the recording rule of the next notice stage.
+        ready = (
+            "min(count_over_time(dify_license_seats_used[1m])) >= 3 "
+            "and on () count("
+            "dify_license_instance:dify_license_next_notice_stage:seconds) == 3"
+        )
+        try:
+            realstack.wait_until(
+                lambda: prometheus_query(prometheus_url, ready),
+                timeout=30,
+                what="three scrapes of the probing exporter",
+            )
+        except TimeoutError as error:
+            raise AssertionError(f"{error}\n{processes.logs()}") from error
+
+        yield ProbeStack(prometheus_url, exporter_url, expiry)
+
+
+def utilization(name: str, rows: dict[tuple[tuple[str, str], ...], float]) -> Expected:
+    """Expect the recording rule `name` with one value per probed instance."""
+    return Expected(
+        labels={"__name__", *INSTANCE_LABEL_NAMES},
+        rows={
+            tuple(sorted((*labels, ("__name__", name)))): value
+            for labels, value in rows.items()
+        },
+        tolerance=1e-9,
+    )
+
+
+ALPHA = probed_labels(*PROBED_INSTANCES[0][:4])
+BETA = probed_labels(*PROBED_INSTANCES[1][:4])
+GAMMA = probed_labels(*PROBED_INSTANCES[2][:4])
+
+
+def expect_probed_days_to_next_stage(stack: ProbeStack) -> Expected:
+    now = time.time()
+    rows = {
+        labels: next_stage_days((expires - now) / 86400, list(DEFAULT_NOTICE_DAYS))
+        for labels, expires in stack.expiry.items()
+    }
+    return Expected(
+        labels=set(INSTANCE_LABEL_NAMES), rows=rows, tolerance=DAYS_TOLERANCE
+    )
+
+
+def status_code(status: str) -> float:
+    """Return the value the status timeline shows for `status`."""
+    generator = load_generator()
+    names = [name for name, _ in generator.LICENSE_STATUS_COLORS]
+    return float(names.index(status))
+
+
+# What the capacity and live status queries return for the probed instances.
+# The usage is constant, so the forecast equals the usage now.
+PROBE_EXPECTATIONS: dict[tuple[str, str], Callable[[ProbeStack], Expected]] = {
+    ("Seat and workspace utilization", "A"): lambda s: utilization(
+        "dify_license_instance:dify_license_seats:utilization", {ALPHA: 0.85}
+    ),
+    ("Seat and workspace utilization", "B"): lambda s: utilization(
+        "dify_license_instance:dify_license_workspaces:utilization",
+        {ALPHA: 0.4, BETA: 0.9},
+    ),
+    ("Utilization per license", "A"): lambda s: Expected(
+        labels={"license"}, rows={(("license", "alpha"),): 0.85}, tolerance=1e-9
+    ),
+    ("Utilization per license", "B"): lambda s: Expected(
+        labels={"license"},
+        rows={(("license", "alpha"),): 0.4, (("license", "beta"),): 0.9},
+        tolerance=1e-9,
+    ),
+    ("Forecast usage at next notice stage", "A"): lambda s: Expected(
+        labels=set(INSTANCE_LABEL_NAMES), rows={ALPHA: 0.85}, tolerance=1e-6
+    ),
+    ("Forecast usage at next notice stage", "B"): lambda s: Expected(
+        labels=set(INSTANCE_LABEL_NAMES),
+        rows={ALPHA: 0.4, BETA: 0.9},
+        tolerance=1e-6,
+    ),
+    ("Forecast usage at next notice stage", "C"): expect_probed_days_to_next_stage,
+    ("Live license status", "A"): lambda s: Expected(
+        labels={"cluster", "namespace"},
+        rows={
+            (("cluster", "prod-cn"), ("namespace", "dify-alpha")): status_code(
+                "active"
+            ),
+            (("cluster", "prod-cn"), ("namespace", "dify-beta")): status_code("lost"),
+        },
+    ),
+    ("Failing probes", "A"): lambda s: single_value(1),
+}
+
+
+def test_probe_expectations_cover_capacity_row(dashboard):
+    row_y = next(
+        panel["gridPos"]["y"]
+        for panel in dashboard["panels"]
+        if panel["title"] == "Capacity and live status"
+    )
+    health_y = next(
+        panel["gridPos"]["y"]
+        for panel in dashboard["panels"]
+        if panel["title"] == "Exporter health"
+    )
+    in_row = [
+        (panel["title"], target["refId"])
+        for panel, target in all_targets(dashboard)
+        if row_y < panel["gridPos"]["y"] < health_y
+    ]
+
+    assert sorted(in_row) == sorted(PROBE_EXPECTATIONS)
+
+
+@pytest.mark.parametrize(
+    "title, ref_id", sorted(PROBE_EXPECTATIONS), ids=lambda value: str(value)
+)
+def test_probe_query_returns_expected_series(dashboard, probe_stack, title, ref_id):
+    panel = next(p for p in data_panels(dashboard) if p["title"] == title)
+    target = next(t for t in panel["targets"] if t["refId"] == ref_id)
+
+    names, values = run_target(probe_stack, target, all_selection())
+
+    expected = PROBE_EXPECTATIONS[(title, ref_id)](probe_stack)
+    assert_matches(expected, names, values, f"{title} {ref_id}")
+
+
+def test_probe_queries_name_metrics_with_samples(dashboard, probe_stack):
+    with urllib.request.urlopen(
+        f"{probe_stack.exporter_url}/metrics", timeout=10
+    ) as page:
+        samples = parse_samples(page.read().decode("utf-8"))
+    with_samples = {name for name, series in samples.items() if series}
+    known = with_samples | PROMETHEUS_SERIES | recorded_series()
+
+    for title, ref_id in PROBE_EXPECTATIONS:
+        panel = next(p for p in data_panels(dashboard) if p["title"] == title)
+        target = next(t for t in panel["targets"] if t["refId"] == ref_id)
+        unknown = metric_names(target["expr"]) - known
+        assert unknown == set(), f"{title} {ref_id} names {unknown}"
