@@ -72,7 +72,9 @@ class LicenseCollector(Collector):
                 snapshot.probes,
                 cluster=self.cluster,
             )
-        observes_pods = bool(snapshot.observations and snapshot.observations.observes_pods)
+        observes_pods = bool(
+            snapshot.observations and snapshot.observations.observes_pods
+        )
         yield from self._license_families(statuses, observes_pods)
         yield from _probe_families(statuses)
         yield self._instances_family(snapshot)
@@ -84,109 +86,137 @@ class LicenseCollector(Collector):
     def _license_families(
         self, statuses: list[InstanceStatus], observes_pods: bool
     ) -> Iterator[Metric]:
-        expiry = _gauge(
+        """Yield one family at a time, so a consumer that renders and drops each
+        family holds only one family's samples in memory (75,000 samples at
+        5,000 instances otherwise)."""
+        rows = [
+            (
+                status,
+                [
+                    status.cluster,
+                    status.namespace,
+                    status.license or "",
+                    status.environment or "",
+                ],
+            )
+            for status in statuses
+        ]
+        dated = [(s, labels) for s, labels in rows if s.expires and s.effective]
+        registered = [(s, labels) for s, labels in rows if s.instance is not None]
+
+        family = _gauge(
             "dify_license_expiry_timestamp_seconds",
             "Unix time at which the license stops being valid.",
         )
-        effective = _gauge(
+        for status, labels in dated:
+            family.add_metric(labels, status.expires.timestamp())
+        yield family
+
+        family = _gauge(
             "dify_license_effective_timestamp_seconds",
             "Unix time at which the license starts being valid.",
         )
-        days = _gauge(
+        for status, labels in dated:
+            family.add_metric(labels, status.effective.timestamp())
+        yield family
+
+        family = _gauge(
             "dify_license_days_to_expiry",
             "Days from scrape time to license expiry, negative once expired.",
         )
-        mode = _gauge(
+        for status, labels in dated:
+            family.add_metric(labels, status.days_to_expiry)
+        yield family
+
+        family = _gauge(
             "dify_license_mode",
             "Configured enterprise.licenseMode: 1 for the configured mode, 0 otherwise.",
             ("mode",),
         )
-        info = GaugeMetricFamily(
+        for status, labels in rows:
+            if status.mode is not None:
+                for name in MODES:
+                    family.add_metric(
+                        labels + [name], 1.0 if name == status.mode else 0.0
+                    )
+        yield family
+
+        family = GaugeMetricFamily(
             "dify_license_info",
             "Registry data of an instance: owner, department, renewal contacts, binding.",
             labels=INFO_LABELS,
         )
-        restart = _gauge(
+        for status, labels in registered:
+            family.add_metric(labels + _info_values(status), 1.0)
+        yield family
+
+        family = _gauge(
             "dify_license_restart_pending",
             "1 when the license changed after the enterprise pods started.",
         )
-        binding = _gauge(
+        for status, labels in rows if observes_pods else []:
+            if status.restart_pending is not None:
+                family.add_metric(labels, float(status.restart_pending))
+        yield family
+
+        family = _gauge(
             "dify_license_binding_mismatch",
             "1 when the instance runs outside the namespace its license is bound to.",
         )
-        mode_mismatch = _gauge(
+        for status, labels in registered:
+            family.add_metric(labels, float(bool(status.binding_mismatch)))
+        yield family
+
+        family = _gauge(
             "dify_license_mode_mismatch",
             "1 when the configured licenseMode differs from the registry's mode.",
         )
-        missing = _gauge(
+        for status, labels in rows:
+            if status.mode_mismatch is not None:
+                family.add_metric(labels, float(status.mode_mismatch))
+        yield family
+
+        family = _gauge(
             "dify_license_registry_missing_fields",
             "Required registry fields (owner, department, requester, activator) "
             "that are empty.",
         )
-        thresholds = _gauge(
+        for status, labels in registered:
+            family.add_metric(labels, float(len(status.missing_fields)))
+        yield family
+
+        family = _gauge(
             "dify_license_notice_threshold_days",
             "Notice thresholds of the instance's license in days, one series each.",
             ("threshold", "severity"),
         )
-        finding = _gauge(
+        for status, labels in registered:
+            for threshold, severity in status.thresholds:
+                family.add_metric(labels + [str(threshold), severity], float(threshold))
+        yield family
+
+        family = _gauge(
             "dify_license_finding",
             "1 for each finding that applies to the instance now.",
             ("finding", "severity"),
         )
-        observation_error = GaugeMetricFamily(
+        for status, labels in rows:
+            for code in status.findings:
+                family.add_metric(labels + [code, status.finding_severity(code)], 1.0)
+        yield family
+
+        family = GaugeMetricFamily(
             "dify_license_observation_error",
             "1 while the observed configuration of an instance cannot be read.",
             labels=("cluster", "namespace", "reason"),
         )
-
-        for status in statuses:
-            labels = [
-                status.cluster,
-                status.namespace,
-                status.license or "",
-                status.environment or "",
-            ]
-            if status.expires is not None and status.effective is not None:
-                expiry.add_metric(labels, status.expires.timestamp())
-                effective.add_metric(labels, status.effective.timestamp())
-                days.add_metric(labels, status.days_to_expiry)
-            if status.mode is not None:
-                for name in MODES:
-                    mode.add_metric(labels + [name], 1.0 if name == status.mode else 0.0)
-            if status.instance is not None:
-                info.add_metric(labels + _info_values(status), 1.0)
-                binding.add_metric(labels, float(bool(status.binding_mismatch)))
-                missing.add_metric(labels, float(len(status.missing_fields)))
-                for threshold, severity in status.thresholds:
-                    thresholds.add_metric(
-                        labels + [str(threshold), severity], float(threshold)
-                    )
-            if status.mode_mismatch is not None:
-                mode_mismatch.add_metric(labels, float(status.mode_mismatch))
-            if observes_pods and status.restart_pending is not None:
-                restart.add_metric(labels, float(status.restart_pending))
-            for code in status.findings:
-                finding.add_metric(labels + [code, status.finding_severity(code)], 1.0)
+        for status, _labels in rows:
             observed = status.observation
             if observed is not None and observed.error_reason:
-                observation_error.add_metric(
+                family.add_metric(
                     [status.cluster, status.namespace, observed.error_reason], 1.0
                 )
-
-        yield from (
-            expiry,
-            effective,
-            days,
-            mode,
-            info,
-            restart,
-            binding,
-            mode_mismatch,
-            missing,
-            thresholds,
-            finding,
-            observation_error,
-        )
+        yield family
 
     def _instances_family(self, snapshot) -> Metric:
         family = GaugeMetricFamily(

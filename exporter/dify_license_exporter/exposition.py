@@ -74,12 +74,9 @@ class _Entry:
 
 
 def _days_samples(
-    days: Metric, expiry: Metric, openmetrics: bool
+    days: Metric, expiry_by_instance: dict[tuple, float], openmetrics: bool
 ) -> tuple[bytes, list[tuple[bytes, float]]]:
     """Split the rendered days family into its header and per-sample prefixes."""
-    expiry_by_labels = {
-        tuple(sorted(sample.labels.items())): sample.value for sample in expiry.samples
-    }
     rendered = _render([days], openmetrics)
     lines = rendered.splitlines(keepends=True)
     header = b"".join(line for line in lines if line.startswith(b"#"))
@@ -87,25 +84,22 @@ def _days_samples(
     samples = []
     for line, sample in zip(sample_lines, days.samples):
         prefix = line[: line.rindex(b" ") + 1]
-        samples.append((prefix, expiry_by_labels[tuple(sorted(sample.labels.items()))]))
+        samples.append((prefix, expiry_by_instance[_instance_key(sample.labels)]))
     return header, samples
 
 
-def _next_boundary(families: dict[str, Metric], now: float) -> float:
+def _next_boundary(
+    expiry_by_instance: dict[tuple, float],
+    effective: list[float],
+    thresholds: list[tuple[tuple, float]],
+    now: float,
+) -> float:
     """Return the next instant at which a finding or notice stage can change."""
-    instants: list[float] = []
-    expiry_by_labels: dict[tuple, float] = {}
-    for family_name in (EXPIRY_FAMILY, EFFECTIVE_FAMILY):
-        family = families.get(family_name)
-        for sample in family.samples if family else []:
-            instants.append(sample.value)
-            if family_name == EXPIRY_FAMILY:
-                expiry_by_labels[_instance_key(sample.labels)] = sample.value
-    thresholds = families.get(THRESHOLD_FAMILY)
-    for sample in thresholds.samples if thresholds else []:
-        expiry = expiry_by_labels.get(_instance_key(sample.labels))
+    instants = list(expiry_by_instance.values()) + effective
+    for key, days in thresholds:
+        expiry = expiry_by_instance.get(key)
         if expiry is not None:
-            instants.append(expiry - sample.value * SECONDS_PER_DAY)
+            instants.append(expiry - days * SECONDS_PER_DAY)
     future = [instant for instant in instants if instant > now]
     return min(future, default=float("inf"))
 
@@ -199,13 +193,32 @@ class ExpositionCache:
             return entry
 
     def _build(self, key: tuple, openmetrics: bool, now: float) -> _Entry:
-        families = {family.name: family for family in self.collector.license_families(now)}
-        days = families.pop(DAYS_FAMILY)
-        header, samples = _days_samples(days, families[EXPIRY_FAMILY], openmetrics)
+        # Each family is rendered and dropped as soon as it is built; only the
+        # days family and the instants that bound the entry's validity are kept.
+        chunks = []
+        days = None
+        expiry: dict[tuple, float] = {}
+        effective: list[float] = []
+        thresholds: list[tuple[tuple, float]] = []
+        for family in self.collector.license_families(now):
+            if family.name == DAYS_FAMILY:
+                days = family
+                continue
+            if family.name == EXPIRY_FAMILY:
+                expiry = {_instance_key(s.labels): s.value for s in family.samples}
+            elif family.name == EFFECTIVE_FAMILY:
+                effective = [sample.value for sample in family.samples]
+            elif family.name == THRESHOLD_FAMILY:
+                thresholds = [
+                    (_instance_key(s.labels), s.value) for s in family.samples
+                ]
+            chunks.append(_render([family], openmetrics))
+        assert days is not None
+        header, samples = _days_samples(days, expiry, openmetrics)
         return _Entry(
             key=key,
-            valid_until=_next_boundary(families, now),
-            static=_render(families.values(), openmetrics),
+            valid_until=_next_boundary(expiry, effective, thresholds, now),
+            static=b"".join(chunks),
             days_header=header,
             days_samples=samples,
         )
