@@ -36,6 +36,8 @@ ALERTS_WITHOUT_ROUTING = {
     "DifyLicenseExporterSnapshotStale",
     "DifyLicenseObservationFailing",
     "DifyLicenseExporterCertificateExpiring",
+    "DifyLicenseExporterCertificateReloadFailing",
+    "DifyLicenseRegistrySignatureInvalid",
 }
 
 requires_promtool = pytest.mark.skipif(
@@ -67,7 +69,7 @@ def test_promtool_check_rules_clean():
     result = run(["promtool", "check", "rules", *map(str, RULE_FILES)])
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 34 rules found" in result.stdout
+    assert "SUCCESS: 36 rules found" in result.stdout
     assert "WARNING" not in result.stdout + result.stderr
 
 
@@ -264,6 +266,18 @@ ROUTE_CASES = [
         "job=dify-license-exporter instance=exporter:9000",
         "ticket-platform",
         id="exporter-certificate-tickets-platform",
+    ),
+    pytest.param(
+        "alertname=DifyLicenseExporterCertificateReloadFailing severity=warning "
+        "job=dify-license-exporter instance=exporter:9000",
+        "ticket-platform",
+        id="exporter-certificate-reload-tickets-platform",
+    ),
+    pytest.param(
+        "alertname=DifyLicenseRegistrySignatureInvalid severity=warning "
+        "job=dify-license-exporter cluster=prod-cn",
+        "ticket-platform",
+        id="registry-signature-tickets-platform",
     ),
     pytest.param(
         "alertname=SomethingElse",
