@@ -417,6 +417,7 @@ def test_rotated_certificate_used_without_restart(web_server, pki):
     assert peer == der(rotated)
     assert sample(body, EXPIRY) == later.timestamp()
     assert sample(body, "dify_license_exporter_tls_reload_errors_total") == 0.0
+    assert sample(body, "dify_license_exporter_tls_reload_failing") == 0.0
 
 
 def test_broken_rotation_keeps_previous_certificate(web_server, pki, caplog):
@@ -430,6 +431,7 @@ def test_broken_rotation_keeps_previous_certificate(web_server, pki, caplog):
     assert status == 200
     assert peer == der(pki["server"])
     assert sample(body, "dify_license_exporter_tls_reload_errors_total") == 1.0
+    assert sample(body, "dify_license_exporter_tls_reload_failing") == 1.0
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert (
@@ -444,7 +446,9 @@ def test_broken_rotation_keeps_previous_certificate(web_server, pki, caplog):
     # The matching key arrives: the next connection uses the new pair.
     shutil.copyfile(other.key, pki["server"].key + ".new")
     os.replace(pki["server"].key + ".new", pki["server"].key)
-    assert request(server, context=client_context(pki))[3] == der(other)
+    _, _, body, peer = request(server, context=client_context(pki))
+    assert peer == der(other)
+    assert sample(body, "dify_license_exporter_tls_reload_failing") == 0.0
 
 
 # Basic auth

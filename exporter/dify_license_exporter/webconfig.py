@@ -245,6 +245,14 @@ class TLSProvider:
                     )
         return self.current.context
 
+    def reload_failing(self) -> bool:
+        """Return whether the files on disk differ from the set being served.
+
+        True from a failed reload until the files load or return to the served set.
+        """
+        self.context()
+        return self._stat_files() != self._file_state
+
     def wrap(self, sock: Any) -> ssl.SSLSocket:
         """Wrap an accepted socket; the handshake runs later, in `handshake`."""
         return self.context().wrap_socket(
@@ -540,13 +548,19 @@ class WebConfigCollector(Collector):
             "dify_license_exporter_tls_reload_errors",
             "Changed TLS certificate, key or CA files that failed to load.",
         )
+        reload_failing = GaugeMetricFamily(
+            "dify_license_exporter_tls_reload_failing",
+            "1 while changed TLS files fail to load and the previous certificate "
+            "is served.",
+        )
         handshake_errors = CounterMetricFamily(
             "dify_license_exporter_tls_handshake_errors",
             "TLS handshakes that failed or presented no allowed client SAN.",
         )
         tls = self.config.tls
         if tls is not None:
-            tls.context()  # pick up a rotated certificate before reporting it
+            # Picks up a rotated certificate before reporting it.
+            reload_failing.add_metric([], float(tls.reload_failing()))
             expiry.add_metric([], tls.current.not_after)
             reload_errors.add_metric([], float(tls.reload_errors))
             handshake_errors.add_metric([], float(tls.handshake_errors))
@@ -565,6 +579,7 @@ class WebConfigCollector(Collector):
         yield from (
             expiry,
             reload_errors,
+            reload_failing,
             handshake_errors,
             auth_failures,
             rate_limited,
