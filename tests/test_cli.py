@@ -260,3 +260,92 @@ def test_check_cluster_scope(capsys, example_registry):
     assert code == 0
     assert {i["cluster"] for i in document["instances"]} == {"prod-cn"}
     assert len(document["instances"]) == 4
+
+
+@pytest.mark.parametrize("interval", ["nan", "inf", "0", "-1", "1e308"])
+def test_serve_rejects_bad_refresh_interval(capsys, example_registry, interval):
+    code, _, err = run(
+        capsys, "serve", "--registry", example_registry, "--refresh-interval", interval,
+        "--web.listen-address", "127.0.0.1:0",
+    )
+    assert code == 2
+    assert f"--refresh-interval: invalid value {float(interval)}" in err
+
+
+@pytest.mark.parametrize("path", ["/a b", "/m?x=1", "/m#x", "metrics", "/healthz"])
+def test_serve_rejects_bad_telemetry_path(capsys, example_registry, path):
+    code, _, err = run(
+        capsys, "serve", "--registry", example_registry, "--web.telemetry-path", path,
+        "--web.listen-address", "127.0.0.1:0",
+    )
+    assert code == 2
+    assert f"--web.telemetry-path: invalid value {path!r}" in err
+
+
+def test_serve_rejects_missing_values_dir(capsys, example_registry, tmp_path):
+    missing = os.fspath(tmp_path / "nowhere")
+    code, _, err = run(
+        capsys, "serve", "--registry", example_registry, "--values-dir", missing,
+        "--web.listen-address", "127.0.0.1:0",
+    )
+    assert code == 2
+    assert f"--values-dir: {missing}: values folder not found" in err
+
+
+def test_empty_cluster_rejected(capsys, example_registry):
+    code, _, err = run(capsys, "check", "--registry", example_registry, "--cluster", "")
+    assert code == 2
+    assert "--cluster: empty value" in err
+
+
+def test_check_fails_gate_on_invalid_values(capsys, example_registry, tmp_path):
+    import shutil
+
+    values = tmp_path / "values"
+    shutil.copytree(EXAMPLES / "values", values)
+    (values / "prod-cn" / "dify.yaml").write_text("enterprise: {licenseMode: Offline}\n")
+    code, out, err = run(
+        capsys, "check", "--registry", example_registry, "--values-dir", os.fspath(values),
+        "--now", NOW, "--format", "json",
+    )
+    assert code == 2
+    prod = next(i for i in json.loads(out)["instances"] if i["namespace"] == "dify")
+    assert prod["mode"] is None
+    assert prod["error"].endswith(
+        "enterprise.licenseMode must be online or offline, got 'Offline'; fix the Helm values"
+    )
+    assert "error: " in err
+
+
+def test_check_write_error_exits_2(example_registry):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "dify_license_exporter", "check", "--registry",
+             example_registry, "--format", "json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def test_validate_with_public_key_needs_signature(capsys, example_registry, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = tmp_path / "public.pem"
+    key.write_bytes(
+        Ed25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    code, _, err = run(
+        capsys, "validate", "--registry", example_registry, "--registry-public-key",
+        os.fspath(key),
+    )
+    assert code == 2
+    assert f"{example_registry}" in err
+    assert "signature" in err

@@ -100,7 +100,7 @@ def test_registry_unreadable_keeps_last_good(running):
     path.mkdir()
     wait_for_error(exporter, "read_failed")
     assert_counted_once(exporter, "read_failed")
-    assert "cannot read the file: Is a directory; check permissions" in exporter.logs()
+    assert "is a folder, not a file; give the path of the file inside it" in exporter.logs()
 
 
 def test_registry_garbage_keeps_last_good(running):

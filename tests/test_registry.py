@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 
 import jsonschema
@@ -334,3 +335,60 @@ def test_schema_file_is_valid_json_schema():
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["additionalProperties"] is False
     assert json.dumps(schema)
+
+
+def test_license_id_used_as_name_is_hidden(write_file):
+    path = write_file(
+        "r.yaml",
+        VALID.replace("license: prod-main\n    environment", "license: DIFY-SECRET-0001\n    environment"),
+    )
+    message = only_problem([path])
+    assert message.startswith(
+        f"{path}: instances[0].license: invalid value (a License ID, hidden; use the "
+        "license's name)"
+    )
+    assert "DIFY-SECRET-0001" not in message
+
+
+def test_duplicate_license_id(write_file):
+    second = """\
+  - id: DIFY-SECRET-0001
+    name: prod-copy
+    effective: 2026-01-01
+    expires: 2026-06-30
+    mode: online
+    bound_to: {cluster: prod-cn, namespace: dify}
+instances:"""
+    path = write_file("r.yaml", VALID.replace("instances:", second, 1))
+    message = only_problem([path])
+    assert message == (
+        f"{path}: licenses[1].id: the same License ID (value hidden) as {path}: "
+        "licenses[0]; register each license once and let instances share it by name"
+    )
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "posix/UTC"])
+def test_host_specific_time_zone_rejected(write_file, zone):
+    path = write_file("r.yaml", VALID.replace("timezone: UTC", f"timezone: {zone}"))
+    message = only_problem([path])
+    assert message.startswith(f"{path}: timezone: unknown time zone '{zone}'")
+
+
+def test_empty_optional_text_is_incomplete_not_invalid(write_file):
+    path = write_file("r.yaml", VALID.replace("owner: Jane Roe", "owner:"))
+    registry = load_registry([path])
+    assert registry.instances[0].owner == ""
+
+
+def test_folder_as_registry(tmp_path):
+    message = only_problem([str(tmp_path)])
+    assert message == f"{tmp_path}: is a folder, not a file; give the path of the file inside it"
+
+
+def test_fifo_as_registry_does_not_block(tmp_path):
+    path = tmp_path / "registry.yaml"
+    os.mkfifo(path)
+    message = only_problem([str(path)])
+    assert message == (
+        f"{path}: not a regular file (a FIFO, socket or device); give a regular file"
+    )

@@ -371,3 +371,34 @@ def test_json_logs(start, registry_file):
     assert first["msg"] == "listening"
     assert first["level"] == "info"
     assert first["address"] == f"127.0.0.1:{exporter.port}"
+
+
+def test_head_request_has_no_body(start, registry_file):
+    import http.client
+
+    exporter = start("--registry", str(registry_file))
+    connection = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=10)
+    connection.request("HEAD", "/metrics")
+    response = connection.getresponse()
+    assert response.status == 200
+    assert int(response.getheader("Content-Length")) > 1000
+    assert response.read() == b""
+    connection.close()
+
+
+def test_dropped_scrape_logs_no_traceback(start, registry_file):
+    import socket
+    import struct
+
+    exporter = start("--registry", str(registry_file), "--log.level", "debug")
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", exporter.port), timeout=10)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Close with a reset, as a scraper that timed out does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    assert exporter.get("/healthz") == (200, "ok\n")
+    time.sleep(0.5)
+    logs = exporter.logs()
+    assert "Traceback" not in logs
+    assert "Exception occurred" not in logs

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import logging
 import signal
 import sys
@@ -34,6 +37,13 @@ log = logging.getLogger("dify_license_exporter")
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_INVALID = 2
+
+
+# A refresh re-reads files and may probe many instances; sub-second intervals are
+# for tests, and a day is the longest useful one.
+MIN_REFRESH_SECONDS = 0.01
+MAX_REFRESH_SECONDS = 86400.0
+TELEMETRY_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 
 
 class UsageError(Exception):
@@ -143,14 +153,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between registry and source refreshes (default: 60)",
     )
-    serve.add_argument("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
     serve.add_argument(
-        "--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt"
+        "--log.level",
+        dest="log_level",
+        choices=logs.LEVELS,
+        default="info",
+        help="lowest level of the log lines written (default: info)",
+    )
+    serve.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=("logfmt", "json"),
+        default="logfmt",
+        help="format of the log lines on standard error (default: logfmt)",
     )
 
     check = commands.add_parser("check", help="evaluate once and print the findings")
     add_source_flags(check)
-    check.add_argument("--format", choices=("table", "json"), default="table")
+    check.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table for people, json for scripts (default: table)",
+    )
     check.add_argument(
         "--now",
         metavar="RFC3339",
@@ -167,7 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="write a capacity and expiry review page (html, csv, markdown)"
     )
     add_source_flags(report)
-    report.add_argument("--format", choices=("html", "csv", "markdown"), default="html")
+    report.add_argument(
+        "--format",
+        choices=("html", "csv", "markdown"),
+        default="html",
+        help="html: a self-contained page; csv or markdown: the same data (default: html)",
+    )
     report.add_argument(
         "--now",
         metavar="RFC3339",
@@ -180,7 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     validate = commands.add_parser("validate", help="validate registry files")
-    validate.add_argument("--registry", action="append", default=[], metavar="PATH")
+    validate.add_argument(
+        "--registry",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="registry YAML file; repeat for several files (their lists are joined)",
+    )
+    validate.add_argument(
+        "--registry-public-key",
+        metavar="PEM",
+        help="Ed25519 public key; each file must carry a valid FILE.sig signature",
+    )
     validate.add_argument("paths", nargs="*", metavar="PATH", help="registry files")
 
     registry = commands.add_parser("registry", help="sign registry files")
@@ -200,8 +241,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_files_source(args: argparse.Namespace) -> None:
+    """Reject a values folder or cluster folder that does not exist, at start.
+
+    A running `serve` keeps its last observations when the folder disappears
+    later; a folder missing at start is a typo.
+    """
+    if args.source != "files" or not args.values_dir:
+        return
+    if not os.path.isdir(args.values_dir):
+        raise UsageError(
+            f"--values-dir: {args.values_dir}: values folder not found; give a folder "
+            "of <cluster>/<namespace>.yaml files"
+        )
+    if args.cluster and not os.path.isdir(os.path.join(args.values_dir, args.cluster)):
+        raise UsageError(
+            f"--cluster: no folder {args.cluster!r} in {args.values_dir}; check the "
+            "cluster name or create the folder"
+        )
+
+
 def build_sources(args: argparse.Namespace) -> list[Any]:
     """Create the sources chosen by the source flags."""
+    if args.cluster is not None and not args.cluster.strip():
+        raise UsageError("--cluster: empty value; give the registry's cluster name")
     if args.source == "kubernetes":
         if not args.cluster:
             raise UsageError(
@@ -316,7 +379,7 @@ def render_table(statuses: list[InstanceStatus]) -> str:
     for status in ordered:
         findings = ",".join(status.findings) or "-"
         if status.error:
-            findings += " (values unreadable)"
+            findings += " (configuration unreadable, see error)"
         rows.append(
             (
                 status.cluster,
@@ -349,7 +412,7 @@ def observe_once(sources: list[Any]) -> tuple[ObservationSet | None, list[str]]:
             if error.reason in FATAL_REASONS:
                 fatal.append(error.message)
             else:
-                print(f"warning: {error.message}", file=sys.stderr)
+                print(f"error: {error.message}", file=sys.stderr)
         if merged is None:
             merged = result
         else:
@@ -378,6 +441,11 @@ def run_check(args: argparse.Namespace) -> int:
     else:
         print(f"now: {format_instant(now)}")
         print(render_table(statuses))
+    if any(s.error for s in statuses):
+        # The observed configuration of these instances is unknown, so a mode
+        # mismatch there would go unseen: as a gate, check must not pass. The
+        # errors were printed by observe_once.
+        return EXIT_INVALID
     failing = any(severity_at_least(s.severity, args.fail_on) for s in statuses)
     return EXIT_FINDINGS if failing else EXIT_OK
 
@@ -414,7 +482,7 @@ def run_validate(args: argparse.Namespace) -> int:
     paths = list(args.registry) + list(args.paths)
     if not paths:
         raise UsageError("validate needs --registry PATH")
-    registry = load_registry(paths)
+    registry = registry_loader(args)(paths)
     print(
         f"registry valid: {len(registry.licenses)} licenses, "
         f"{len(registry.instances)} instances, {len(registry.renewals)} renewal "
@@ -427,20 +495,25 @@ def run_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     if not args.registry:
         raise UsageError("serve needs --registry PATH")
-    if args.refresh_interval <= 0:
+    if not (
+        math.isfinite(args.refresh_interval)
+        and MIN_REFRESH_SECONDS <= args.refresh_interval <= MAX_REFRESH_SECONDS
+    ):
         raise UsageError(
-            f"--refresh-interval: invalid value {args.refresh_interval}; "
-            "use a positive number of seconds"
+            f"--refresh-interval: invalid value {args.refresh_interval}; use a "
+            f"number of seconds from {MIN_REFRESH_SECONDS} to {MAX_REFRESH_SECONDS:.0f}"
         )
-    if not args.telemetry_path.startswith("/") or args.telemetry_path in (
+    if not TELEMETRY_PATH.match(args.telemetry_path) or args.telemetry_path in (
         "/",
         "/healthz",
         "/readyz",
     ):
         raise UsageError(
-            f"--web.telemetry-path: invalid value {args.telemetry_path!r}; "
-            "use a path such as /metrics"
+            f"--web.telemetry-path: invalid value {args.telemetry_path!r}; use a "
+            "path of letters, digits and - . _ ~ / such as /metrics, other than "
+            "/, /healthz and /readyz"
         )
+    check_files_source(args)
     try:
         address = parse_listen_address(args.listen_address)
     except ValueError as exc:
@@ -545,7 +618,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = COMMANDS[args.command]
     try:
-        return handler(args)
+        code = handler(args)
+        # Write buffered output now, so a write error is reported here.
+        sys.stdout.flush()
+        return code
     except RegistryError as exc:
         count = len(exc.problems)
         noun = "problem" if count == 1 else "problems"
@@ -562,3 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of stdout went away (`check | head`); nothing left to report.
         sys.stderr.close()
         return EXIT_OK
+    except OSError as exc:
+        # Writing the output failed (a full disk, a closed stream).
+        print(f"error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID

@@ -11,6 +11,7 @@ the bad value and the fix.
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import json
 import re
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from importlib import resources
 from typing import Any, Callable, Iterable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import jsonschema
 
@@ -189,11 +190,7 @@ def load_registry(
             reason = "read_failed"
             continue
         except OSError as exc:
-            problems.append(
-                RegistryProblem(
-                    path, "", f"cannot read the file: {exc.strerror}; check permissions"
-                )
-            )
+            problems.append(RegistryProblem(path, "", yamlfile.describe_os_error(exc)))
             reason = "read_failed"
             continue
         except YamlError as exc:
@@ -217,11 +214,56 @@ def load_registry(
             raw_documents.append(data)
     registry, join_problems = _join(documents, _invalid_license_names(raw_documents))
     problems.extend(join_problems)
+    problems = _hide_license_ids(problems, raw_documents)
     if len(problems) > MAX_PROBLEMS:
         problems = problems[:MAX_PROBLEMS] + [_too_many_problems("registry")]
     if problems:
         raise RegistryError(problems, reason)
     return registry
+
+
+@functools.cache
+def _iana_zone_names() -> frozenset[str]:
+    """Return the zone names of the IANA database, without the host's aliases.
+
+    `available_timezones` lists every file of the zone folder, which on Debian
+    includes `localtime`, a link to the host's /etc/localtime.
+    """
+    host_specific = {"localtime", "posixrules", "Factory"}
+    names = {
+        name
+        for name in available_timezones()
+        if name not in host_specific and not name.startswith(("posix/", "right/"))
+    }
+    return frozenset(names | {"UTC"})
+
+
+def _hide_license_ids(
+    problems: list[RegistryProblem], raw_documents: list[dict[str, Any]]
+) -> list[RegistryProblem]:
+    """Hide every License ID quoted in a message, wherever it was written.
+
+    A License ID written where a license name belongs (`instances[0].license`)
+    would otherwise be echoed as the bad value.
+    """
+    ids = set()
+    for data in raw_documents:
+        items = data.get("licenses")
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
+                ids.add(item["id"])
+    if not ids:
+        return problems
+    quoted = {}
+    for license_id in ids:
+        for text in (repr(license_id), json.dumps(license_id, ensure_ascii=False)):
+            quoted[text] = "(a License ID, hidden; use the license's name)"
+    pattern = re.compile("|".join(re.escape(text) for text in sorted(quoted, key=len, reverse=True)))
+    result = []
+    for problem in problems:
+        message = pattern.sub(lambda match: quoted[match.group(0)], problem.message)
+        result.append(RegistryProblem(problem.file, problem.path, message))
+    return result
 
 
 def _invalid_license_names(raw_documents: list[dict[str, Any]]) -> set[str]:
@@ -378,9 +420,10 @@ def _explain(
         return result
     shown = _describe_value(path, value)
     if kind == "type":
-        expected = error.validator_value
-        expected = "mapping" if expected == "object" else expected
-        expected = "list" if expected == "array" else expected
+        names = {"object": "mapping", "array": "list", "null": "empty"}
+        allowed = error.validator_value
+        allowed = allowed if isinstance(allowed, list) else [allowed]
+        expected = " or ".join(names.get(name, name) for name in allowed)
         article = "an" if expected[0] in "aeiou" else "a"
         got = _type_name(value) if value is None else f"{_type_name(value)} {shown}"
         message = f"must be {article} {expected}, got {got}"
@@ -395,7 +438,12 @@ def _explain(
             ]
     elif kind == "enum":
         options = ", ".join(str(o) for o in error.validator_value)
-        message = f"invalid value {shown}; must be one of {options}"
+        # The schema's description would repeat the options.
+        return [
+            RegistryProblem(
+                file, path, f"invalid value {shown}; must be one of {options}"
+            )
+        ]
     elif kind == "uniqueItems":
         message = f"repeated values in {shown}; list each value once"
     elif kind == "minItems":
@@ -501,6 +549,10 @@ def _join(
             continue
         try:
             ZoneInfo(name)
+            # `localtime` and `posixrules` load from the zone folder but follow
+            # the host's settings; only names of the IANA database are accepted.
+            if name not in _iana_zone_names():
+                raise ZoneInfoNotFoundError(name)
         # A folder of the zone database (America) or an overlong name is an OSError.
         except (ZoneInfoNotFoundError, ValueError, OSError):
             problems.append(
@@ -517,6 +569,7 @@ def _join(
 
     licenses: dict[str, License] = {}
     license_origin: dict[str, str] = {}
+    id_origin: dict[str, str] = {}
     instances: list[Instance] = []
     instance_origin: dict[tuple[str, str], str] = {}
     renewals: dict[str, Renewal] = {}
@@ -546,8 +599,20 @@ def _join(
                     )
                 )
                 continue
+            if parsed.id in id_origin:
+                problems.append(
+                    RegistryProblem(
+                        path,
+                        f"{where}.id",
+                        f"the same License ID (value hidden) as {id_origin[parsed.id]}; "
+                        "register each license once and let instances share it by "
+                        "name",
+                    )
+                )
+                continue
             licenses[parsed.name] = parsed
             license_origin[parsed.name] = f"{path}: {where}"
+            id_origin[parsed.id] = f"{path}: {where}"
         for index, item in enumerate(data.get("instances") or []):
             if item is None:
                 continue

@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
+import ssl
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +37,8 @@ class ExporterServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # Room for a burst of scrapers connecting at once; the default is 5.
+    request_queue_size = 128
     # Set by WebConfig.apply: a webconfig.TLSProvider, a webconfig.BasicAuth, extra
     # response headers and a webconfig.RateLimiter.
     tls: Any = None
@@ -43,7 +47,9 @@ class ExporterServer(ThreadingHTTPServer):
     rate_limiter: Any = None
     # Renders the metrics page from the Accept header: (body, content type). When
     # unset, the registry is rendered through prometheus_client on every scrape.
-    render: Callable[[str | None, str | None], tuple[bytes, str, str | None]] | None = None
+    render: Callable[[str | None, str | None], tuple[bytes, str, str | None]] | None = (
+        None
+    )
 
     def __init__(
         self,
@@ -70,6 +76,26 @@ class ExporterServer(ThreadingHTTPServer):
                 raise
         return sock, address
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a failed request in the log format instead of printing a traceback.
+
+        A scraper that gives up mid-response (a scrape timeout) resets the
+        connection; that is routine and logged at debug level only.
+        """
+        error = sys.exc_info()[1]
+        peer = client_address[0] if client_address else ""
+        if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
+            log.debug(
+                "connection closed by client",
+                extra={"address": peer, "error": str(error)},
+            )
+            return
+        log.error(
+            "request failed",
+            exc_info=error,
+            extra={"address": peer, "error": f"{type(error).__name__}: {error}"},
+        )
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls is not None and not self.tls.handshake(request, client_address):
             return
@@ -79,6 +105,18 @@ class ExporterServer(ThreadingHTTPServer):
 class ExporterHandler(BaseHTTPRequestHandler):
     server: ExporterServer
     protocol_version = "HTTP/1.1"
+    # Seconds a connection may stay idle or half-sent before it is closed, so slow
+    # or stalled clients cannot hold threads forever. Prometheus reconnects after
+    # an idle keep-alive connection is closed.
+    timeout = 75
+    _head = False
+
+    def do_HEAD(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
+        self._head = True
+        try:
+            self.do_GET()
+        finally:
+            self._head = False
 
     def do_GET(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
         if not self._admit():
@@ -112,7 +150,7 @@ class ExporterHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", "13")
             self.end_headers()
-            self.wfile.write(b"unauthorized\n")
+            self._write_body(b"unauthorized\n")
             return False
         return True
 
@@ -128,7 +166,9 @@ class ExporterHandler(BaseHTTPRequestHandler):
         encoding = None
         try:
             if self.server.render is not None:
-                body, content_type, encoding = self.server.render(accept, accept_encoding)
+                body, content_type, encoding = self.server.render(
+                    accept, accept_encoding
+                )
             else:
                 body = encoder(self.server.registry)
                 if "gzip" in (accept_encoding or ""):
@@ -144,14 +184,18 @@ class ExporterHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        self._write_body(body)
 
     def _send(self, code: int, content_type: str, body: bytes) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        self._write_body(body)
+
+    def _write_body(self, body: bytes) -> None:
+        if not self._head:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("http %s", format % args)

@@ -8,8 +8,11 @@ and oversized or explosive inputs are errors.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,9 +80,33 @@ def read_text(path: str) -> str:
 
 
 def read_bytes(path: str) -> bytes:
-    """Read a file's bytes, at most MAX_FILE_BYTES + 1 of them; raises OSError."""
+    """Read a file's bytes, at most MAX_FILE_BYTES + 1 of them; raises OSError.
+
+    Only regular files are read: opening a FIFO would block forever, and a
+    device could be endless.
+    """
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
     with open(path, "rb") as handle:
         return handle.read(MAX_FILE_BYTES + 1)
+
+
+def describe_os_error(error: OSError) -> str:
+    """Describe why a file cannot be read, with the fix for that cause."""
+    if isinstance(error, FileNotFoundError):
+        return "file not found; check the path"
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not a file; give the path of the file inside it"
+    if isinstance(error, PermissionError):
+        return "permission denied; make the file readable by the exporter's user"
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop; point the link at a real file"
+    if error.errno == errno.EINVAL and error.strerror == "not a regular file":
+        return "not a regular file (a FIFO, socket or device); give a regular file"
+    return f"cannot read the file: {error.strerror}; check the path and permissions"
 
 
 def decode_text(data: bytes) -> str:
