@@ -392,3 +392,26 @@ def test_fifo_as_registry_does_not_block(tmp_path):
     assert message == (
         f"{path}: not a regular file (a FIFO, socket or device); give a regular file"
     )
+
+
+def test_same_file_twice(write_file):
+    path = write_file("r.yaml", VALID)
+    assert only_problem([path, path]) == f"{path}: given more than once; pass each file once"
+
+
+def test_control_character_names_line(write_file):
+    path = write_file("r.yaml", VALID.replace("    mode: online", "    mode: on\x01line"))
+    assert only_problem([path]) == (
+        f"{path}: invalid YAML at line 7, column 13: the character U+0001 is not "
+        "allowed; remove it, or write it as an escape in a double-quoted string"
+    )
+
+
+def test_api_url_with_query_rejected(write_file):
+    path = write_file(
+        "r.yaml",
+        VALID.replace("    department: AI Platform", "    department: AI Platform\n    api_url: http://dify:5001/?x=1"),
+    )
+    assert only_problem([path]).startswith(
+        f'{path}: instances[0].api_url: invalid value "http://dify:5001/?x=1"'
+    )

@@ -175,6 +175,15 @@ def load_registry(
     problems: list[RegistryProblem] = []
     reason = "invalid_registry"
     paths = list(paths)
+    repeated = sorted({path for path in paths if paths.count(path) > 1})
+    if repeated:
+        raise RegistryError(
+            [
+                RegistryProblem(path, "", "given more than once; pass each file once")
+                for path in repeated
+            ],
+            "read_failed",
+        )
     if not paths:
         raise RegistryError(
             [RegistryProblem("registry", "", "no registry file given; pass --registry")],
@@ -402,7 +411,8 @@ def _explain(
                 RegistryProblem(
                     file,
                     join_path(path, key),
-                    f"unknown key {key!r}; {suggestion}allowed keys: "
+                    f"unknown key {'null' if key is None else repr(key)}; "
+                    f"{suggestion}allowed keys: "
                     + ", ".join(allowed),
                 )
             )

@@ -155,12 +155,23 @@ def parse(text: str) -> tuple[Any, list[YamlProblem]]:
     try:
         return builder.build_stream(), builder.problems
     except yaml.YAMLError as exc:
-        raise YamlError([YamlProblem("", _describe_yaml_error(exc))]) from None
+        raise YamlError([YamlProblem("", _describe_yaml_error(exc, text))]) from None
     finally:
         parser.dispose()
 
 
-def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+def _describe_yaml_error(exc: yaml.YAMLError, text: str = "") -> str:
+    if isinstance(exc, yaml.reader.ReaderError) and text:
+        # The reader reports a character offset, not a line.
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        column = exc.position - (before.rfind("\n") + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return (
+            f"invalid YAML at line {line}, column {column}: the character U+{code:04X} "
+            "is not allowed; remove it, or write it as an escape in a double-quoted "
+            "string"
+        )
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if "expected a single document" in str(exc):
@@ -175,8 +186,10 @@ def _describe_yaml_error(exc: yaml.YAMLError) -> str:
 
 def join_path(path: str, key: Any) -> str:
     """Extend a field path: `licenses` + 2 -> `licenses[2]`, + `id` -> `.id`."""
-    if isinstance(key, int):
+    if isinstance(key, int) and not isinstance(key, bool):
         return f"{path}[{key}]"
+    if key is None:
+        key = "null"
     return f"{path}.{key}" if path else str(key)
 
 
