@@ -11,14 +11,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from dify_license_exporter.cli import main
 from dify_license_exporter.collector import LicenseCollector
 from dify_license_exporter.evaluate import evaluate
 from dify_license_exporter.refresh import Refresher
 from dify_license_exporter.registry import load_registry
 from dify_license_exporter.sources.kubernetes import (
+    KubeconfigError,
     KubernetesSource,
     NamespaceFilter,
     RetryPolicy,
+    load_configuration,
 )
 from k8s_simulator import (
     Fault,
@@ -616,6 +619,186 @@ def test_check_cli_json(sim, kubeconfig, tmp_path):
             },
         ],
     }
+
+
+# --- client configuration --------------------------------------------------------
+
+FIX_HINT = "compare it with the output of `kubectl config view --raw`"
+
+
+@pytest.fixture
+def no_cluster(monkeypatch, tmp_path):
+    """Run outside any cluster, with HOME in an empty folder and no $KUBECONFIG."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", os.fspath(home))
+    return home
+
+
+def check_with_kubeconfig(tmp_path, kubeconfig, *extra):
+    registry_path = tmp_path / "registry.yaml"
+    registry_path.write_text(REGISTRY, encoding="utf-8")
+    return main(
+        [
+            "check",
+            "--registry",
+            os.fspath(registry_path),
+            "--source",
+            "kubernetes",
+            "--cluster",
+            "sim",
+            "--kubeconfig",
+            kubeconfig,
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            b"garbage: [",
+            "invalid YAML at line 1, column 11: expected the node content, but "
+            "found '<stream end>'",
+        ),
+        (
+            b"[1,2]",
+            "the top level is a list, expected a mapping with clusters, contexts "
+            "and users",
+        ),
+        (
+            b"\xff\xfe",
+            "not UTF-8 text (invalid byte at offset 0), but a kubeconfig is YAML text",
+        ),
+        (b"", "the file is empty"),
+        (b"clusters: 5\n", "clusters is a number, expected a list"),
+        (b"users: {a: 1}\n", "users is a mapping, expected a list"),
+        (b"contexts: [5]\n", "contexts[0] is not a mapping with a name"),
+        (b"contexts: [{context: {}}]\n", "contexts[0] is not a mapping with a name"),
+        (
+            b"contexts: []\ncurrent-context: [a]\n",
+            "current-context is a list, expected a context name",
+        ),
+    ],
+)
+def test_malformed_kubeconfig_exits_two(tmp_path, capsys, content, problem):
+    path = tmp_path / "kubeconfig"
+    path.write_bytes(content)
+    code = check_with_kubeconfig(tmp_path, os.fspath(path))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"error: --kubeconfig {path}: {problem}; {FIX_HINT}\n"
+    assert "Traceback" not in err
+
+
+def test_kubeconfig_shape_the_client_rejects_exits_two(tmp_path, capsys):
+    # Passes the file check, but the client expects `context` to be a mapping.
+    path = tmp_path / "kubeconfig"
+    path.write_text("contexts: [{name: a, context: 5}]\ncurrent-context: a\n")
+    code = check_with_kubeconfig(tmp_path, os.fspath(path))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: --kubeconfig {path}: not a valid kubeconfig (")
+    assert err.endswith(f"; {FIX_HINT}\n")
+
+
+def test_missing_kubeconfig_names_the_flag(tmp_path, capsys):
+    path = tmp_path / "absent.yaml"
+    code = check_with_kubeconfig(tmp_path, os.fspath(path))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"error: --kubeconfig {path}: file not found; pass the path of an existing "
+        "kubeconfig\n"
+    )
+
+
+def test_kubeconfig_directory_exits_two(tmp_path, capsys):
+    code = check_with_kubeconfig(tmp_path, os.fspath(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"error: --kubeconfig {tmp_path}: cannot read the file: Is a directory; "
+        "check the path and its permissions\n"
+    )
+
+
+def test_unknown_context_names_the_fix(tmp_path, capsys):
+    path = write_kubeconfig(os.fspath(tmp_path / "kc.json"), "http://127.0.0.1:1")
+    code = check_with_kubeconfig(tmp_path, path, "--context", "prod")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: --kubeconfig {path}: Invalid kube-config file. ")
+    assert "Expected object with name prod" in err
+    assert err.endswith(
+        "; pass a context the file defines to --context (kubectl config "
+        f"get-contexts --kubeconfig {path} lists them)\n"
+    )
+    assert "pass --kubeconfig and --context" not in err
+
+
+def test_kubeconfig_without_current_context(tmp_path, capsys):
+    path = tmp_path / "kc.yaml"
+    path.write_text("apiVersion: v1\nkind: Config\n")
+    code = check_with_kubeconfig(tmp_path, os.fspath(path))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.endswith("; set current-context in the file or pass --context NAME\n")
+
+
+def test_load_configuration_reads_context(tmp_path):
+    path = write_kubeconfig(os.fspath(tmp_path / "kc.json"), "http://127.0.0.1:7")
+    assert load_configuration(path, None).host == "http://127.0.0.1:7"
+    assert load_configuration(path, "sim").host == "http://127.0.0.1:7"
+
+
+def test_no_configuration_outside_cluster(no_cluster):
+    with pytest.raises(KubeconfigError) as caught:
+        load_configuration(None, None)
+    message = str(caught.value)
+    assert message.startswith("no Kubernetes configuration found: not running inside")
+    assert "the default kubeconfig (~/.kube/config) does not exist" in message
+    assert message.endswith(
+        "run inside the cluster with a service account, or pass --kubeconfig PATH "
+        "(and --context NAME)"
+    )
+
+
+def test_context_without_kubeconfig(no_cluster):
+    with pytest.raises(KubeconfigError) as caught:
+        load_configuration(None, "prod")
+    assert str(caught.value) == (
+        "--context prod: the default kubeconfig (~/.kube/config) does not exist; "
+        "pass --kubeconfig PATH with the file that defines this context"
+    )
+
+
+def test_default_kubeconfig_is_checked(no_cluster):
+    (no_cluster / ".kube").mkdir()
+    (no_cluster / ".kube" / "config").write_text("[1, 2]\n")
+    with pytest.raises(KubeconfigError) as caught:
+        load_configuration(None, None)
+    assert str(caught.value).startswith(
+        "the default kubeconfig ~/.kube/config: the top level is a list"
+    )
+
+
+def test_environment_kubeconfig_is_checked(no_cluster, monkeypatch, tmp_path):
+    good = write_kubeconfig(os.fspath(tmp_path / "good.json"), "http://127.0.0.1:7")
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe")
+    monkeypatch.setenv("KUBECONFIG", good)
+    assert load_configuration(None, None).host == "http://127.0.0.1:7"
+
+    monkeypatch.setenv("KUBECONFIG", f"{good}{os.pathsep}{bad}")
+    with pytest.raises(KubeconfigError) as caught:
+        load_configuration(None, None)
+    assert str(caught.value).startswith(
+        f"$KUBECONFIG {bad}: not UTF-8 text (invalid byte at offset 0)"
+    )
 
 
 # --- benchmark smoke run ---------------------------------------------------------

@@ -463,6 +463,20 @@ def test_credentials_from_kubernetes_secret(simulator, secret_server):
     assert handler.paths == ["/api/v1/namespaces/monitoring/secrets/dify-token"]
 
 
+def test_credentials_secret_malformed_kubeconfig(simulator, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("contexts: [{name: a, context: 5}]\ncurrent-context: a\n")
+    simulator.set("a", Behavior(body=system_features("active")))
+    loader = secret_credentials("monitoring/dify-token", "token", str(kubeconfig), None)
+    prober = Prober(timeout=2.0, credentials=loader)
+    result = prober.probe_all([instance(simulator.url("a"))])[("prod-cn", "dify")]
+    assert result.error_reason == "credentials_unavailable"
+    assert result.error_message.startswith(
+        f"secret monitoring/dify-token key token: --kubeconfig {kubeconfig}: not a "
+        "valid kubeconfig ("
+    )
+
+
 def test_credentials_secret_missing_or_without_key(simulator, secret_server):
     handler, kubeconfig = secret_server
     simulator.set("a", Behavior(body=system_features("active")))
@@ -667,6 +681,99 @@ def test_check_rejects_bad_probe_flags(tmp_path, capsys, flags, message):
     code = main(["check", "--registry", path] + flags)
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+TIMEOUT_FIX = "use a number of seconds above 0 and at most 300"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("inf", "inf"),
+        ("-inf", "-inf"),
+        ("1e400", "inf"),
+        ("nan", "nan"),
+        ("-1", "-1"),
+        ("0", "0"),
+        ("300.5", "300.5"),
+    ],
+)
+def test_check_rejects_probe_timeout(tmp_path, capsys, value, shown):
+    path = write_registry(tmp_path, "http://127.0.0.1:1")
+    code = main(["check", "--registry", path, f"--probe.timeout={value}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"error: --probe.timeout: invalid value {shown}; {TIMEOUT_FIX}\n"
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "257", "100000"])
+def test_check_rejects_probe_concurrency(tmp_path, capsys, value):
+    path = write_registry(tmp_path, "http://127.0.0.1:1")
+    code = main(["check", "--registry", path, f"--probe.concurrency={value}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"error: --probe.concurrency: invalid value {value}; use a whole number "
+        "from 1 to 256\n"
+    )
+
+
+def test_check_accepts_probe_limits(simulator, tmp_path, capsys):
+    simulator.set("a", Behavior(body=system_features("active")))
+    path = write_registry(tmp_path, simulator.url("a"))
+    code = main(
+        [
+            "check",
+            "--registry",
+            path,
+            "--format",
+            "json",
+            "--probe.timeout",
+            "300",
+            "--probe.concurrency",
+            "256",
+        ]
+    )
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert document["instances"][0]["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": float("inf")}, "invalid probe timeout inf"),
+        ({"timeout": float("nan")}, "invalid probe timeout nan"),
+        ({"timeout": 301.0}, "invalid probe timeout 301.0"),
+        ({"concurrency": 257}, "invalid probe concurrency 257"),
+    ],
+)
+def test_prober_rejects_out_of_range_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        Prober(**options)
+
+
+def test_check_rejects_malformed_kubeconfig_for_secret(tmp_path, capsys):
+    path = write_registry(tmp_path, "http://127.0.0.1:1")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("[1, 2]\n")
+    code = main(
+        [
+            "check",
+            "--registry",
+            path,
+            "--probe.credentials-secret",
+            "monitoring/dify-token",
+            "--kubeconfig",
+            str(kubeconfig),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(
+        f"error: --kubeconfig {kubeconfig}: the top level is a list, expected a "
+        "mapping with clusters, contexts and users; "
+    )
 
 
 LABELS = (

@@ -23,6 +23,7 @@ from dify_license_exporter.probe import Prober, file_credentials
 from dify_license_exporter.registry import load_registry
 from dify_license_exporter.report import (
     Capacity,
+    _markdown_cell,
     license_capacity,
     render_report,
 )
@@ -226,23 +227,175 @@ def test_report_markdown_tables(evaluated):
     text = render_report("markdown", registry, statuses, NOW)
     assert text.startswith("# Dify license capacity review\n")
     assert "Generated 2026-12-04T00:00:00Z" in text
+    assert "The tables show times in the registry time zone, UTC." in text
     assert (
-        "| prod-cn/dify | prod-main | production | Jane Roe <jane@example.com> | "
-        "2026-12-26 | 22.0 | 30 | warning | expiring | expiring |"
+        "| Instance | License | Environment | Owner | Expires (UTC) | Days | Stage |"
     ) in text
+    assert (
+        "| prod-cn/dify | prod-main | production | Jane Roe &lt;jane@example.com&gt; | "
+        "2026-12-26 00:00 | 22.0 | 30 | warning | expiring | expiring |"
+    ) in text
+    assert "QA &lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<script>" not in text
     assert "| prod-cn/dify | seats | 96 | 100 | 96.0 | critical |" in text
     assert "| prod-cn/dify | workspaces | 17 | 20 | 85.0 | warning |" in text
     assert "| license test-shared | workspaces | 3 | 5 | 60.0 | none |" in text
-    assert "| prod-main | 2026-12-26 | online | 22.0 | 90 d on 2026-09-27, " in text
-    assert "| old-lab | 2026-12-01 | offline | expired | 90 d on 2026-09-02, " in text
+    assert (
+        "| prod-main | 2026-12-26 00:00 | online | 22.0 | 90 d on 2026-09-27 00:00, "
+    ) in text
+    assert (
+        "| old-lab | 2026-12-01 00:00 | offline | expired | 90 d on 2026-09-02 00:00, "
+    ) in text
     assert (
         "| prod-cn/dify-intl | status_mismatch | critical | The live license status "
         "contradicts the registry. Live status: expired. "
-        "Live expiry: 2026-11-02T00:00:00Z. |"
+        "Live expiry: 2026-11-02 00:00 UTC. |"
     ) in text
     assert "| test-sg/dify-qa | probe http_error | warning |" in text
     assert "| test-sg/lab | registry_incomplete | info | " in text
     assert "Missing: owner, requester, activator." in text
+
+
+def test_report_markdown_problem_sections(evaluated):
+    registry, statuses = evaluated
+    text = render_report("markdown", registry, statuses, NOW)
+    registry_part = text.split("## Registry problems\n")[1].split("\n## ")[0]
+    deployment_part = text.split("## Deployment problems\n")[1].split("\n## ")[0]
+    failures_part = text.split("## Observation failures\n")[1]
+    assert "| test-sg/lab | registry_incomplete |" in registry_part
+    assert "| test-sg/dify-qa | shared_license |" in registry_part
+    assert "| test-sg/dify-test | shared_license |" in registry_part
+    assert "binding_mismatch" not in registry_part
+    assert "| test-sg/dify-qa | binding_mismatch | warning |" in deployment_part
+    assert "| prod-cn/dify-intl | status_mismatch | critical |" in deployment_part
+    assert "shared_license" not in deployment_part
+    assert "| test-sg/dify-qa | probe http_error | warning |" in failures_part
+    failure_rows = [
+        line for line in failures_part.splitlines() if line.startswith("| test-")
+    ]
+    assert len(failure_rows) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("R&D", "R&amp;D"),
+        ("a | b", "a \\| b"),
+        ("two\nlines\r\nhere\rnow", "two lines here now"),
+        ("[click](http://example.com)", "\\[click\\](http://example.com)"),
+        ("![x](http://example.com/t.png)", "!\\[x\\](http://example.com/t.png)"),
+        ("`code`", "\\`code\\`"),
+        ("back\\slash", "back\\\\slash"),
+        ("&lt;", "&amp;lt;"),
+        ("", "-"),
+    ],
+)
+def test_markdown_cell_escapes(value, cell):
+    assert _markdown_cell(value) == cell
+
+
+def test_report_markdown_row_survives_hostile_owner(tmp_path):
+    owner = "Eve <img src=x onerror=alert(1)> | evil\n| injected | row |"
+    path = tmp_path / "registry.yaml"
+    path.write_text(
+        DATED_REGISTRY.format(timezone="UTC", owner=json.dumps(owner)),
+        encoding="utf-8",
+    )
+    registry = load_registry([str(path)])
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    text = render_report("markdown", registry, evaluate(registry, None, now), now)
+    [row] = [line for line in text.splitlines() if line.startswith("| prod-cn/dify |")]
+    assert row == (
+        "| prod-cn/dify | prod-main | production | Eve &lt;img src=x "
+        "onerror=alert(1)&gt; \\| evil \\| injected \\| row \\| | 2027-01-01 00:00 | "
+        "28.0 | 30 | warning | - | expiring |"
+    )
+    assert "<img" not in text
+    assert "| injected |" not in text
+
+
+# A license whose date-only expiry 2026-12-31 is its last valid day.
+DATED_REGISTRY = """\
+timezone: {timezone}
+licenses:
+  - id: DIFY-ENT-SECRET-0009
+    name: prod-main
+    effective: 2026-01-01
+    expires: 2026-12-31
+    mode: online
+    bound_to: {{cluster: prod-cn, namespace: dify}}
+instances:
+  - cluster: prod-cn
+    namespace: dify
+    license: prod-main
+    environment: production
+    owner: {owner}
+    department: AI Platform
+renewals:
+  - {{license: prod-main, requester: buy@example.com, activator: sre@example.com}}
+"""
+
+
+def dated_report(tmp_path, zone: str, fmt: str) -> str:
+    path = tmp_path / "registry.yaml"
+    path.write_text(
+        DATED_REGISTRY.format(timezone=zone, owner="Jane Roe"), encoding="utf-8"
+    )
+    registry = load_registry([str(path)])
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    return render_report(fmt, registry, evaluate(registry, None, now), now)
+
+
+# The license stops at 00:00 on 2027-01-01 in the registry's zone: 00:00Z for UTC,
+# and 2026-12-31T16:00Z for Asia/Shanghai.
+@pytest.mark.parametrize(
+    ("zone", "rfc3339", "days", "seven_day_stage"),
+    [
+        ("UTC", "2027-01-01T00:00:00Z", "28.0", "2026-12-25 00:00"),
+        ("Asia/Shanghai", "2027-01-01T00:00:00+08:00", "27.7", "2026-12-25 00:00"),
+    ],
+)
+def test_report_expiry_in_registry_zone(tmp_path, zone, rfc3339, days, seven_day_stage):
+    markdown = dated_report(tmp_path, zone, "markdown")
+    assert f"| License | Expires ({zone}) | Mode | Days | Notice stages ({zone}) |" in (
+        markdown
+    )
+    assert (
+        f"| prod-cn/dify | prod-main | production | Jane Roe | 2027-01-01 00:00 | "
+        f"{days} | 30 | warning | - | expiring |"
+    ) in markdown
+    assert f"| prod-main | 2027-01-01 00:00 | online | {days} | " in markdown
+    assert f"7 d on {seven_day_stage} |" in markdown
+    assert "2026-12-31" not in markdown
+
+    [row] = csv.DictReader(io.StringIO(dated_report(tmp_path, zone, "csv")))
+    assert row["expires"] == rfc3339
+    assert datetime.fromisoformat(row["expires"]).date().isoformat() == "2027-01-01"
+
+    page = dated_report(tmp_path, zone, "html")
+    assert f"<th>Expires ({zone})</th>" in page
+    assert '<td class="time">2027-01-01 00:00</td>' in page
+    assert f"prod-main: valid until 2027-01-01 00:00 {zone}" in page
+    assert f"prod-main expires 2027-01-01 00:00 {zone}" in page
+    assert (f"prod-main: 7-day notice (critical) on {seven_day_stage} {zone}") in page
+
+
+def test_report_exact_instant_shows_time(tmp_path):
+    path = tmp_path / "registry.yaml"
+    text = DATED_REGISTRY.format(timezone="Asia/Shanghai", owner="Jane Roe")
+    path.write_text(
+        text.replace("expires: 2026-12-31", "expires: 2026-12-31T09:30:15Z"),
+        encoding="utf-8",
+    )
+    registry = load_registry([str(path)])
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    statuses = evaluate(registry, None, now)
+    markdown = render_report("markdown", registry, statuses, now)
+    [row] = csv.DictReader(io.StringIO(render_report("csv", registry, statuses, now)))
+    assert "| prod-main | 2026-12-31 17:30:15 | online |" in markdown
+    assert "7 d on 2026-12-24 17:30:15 |" in markdown
+    assert row["expires"] == "2026-12-31T17:30:15+08:00"
 
 
 def test_report_html_is_self_contained(evaluated):
@@ -251,6 +404,9 @@ def test_report_html_is_self_contained(evaluated):
     assert page.startswith("<!doctype html>")
     assert "<script" not in page
     assert "QA &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<h2>Registry problems</h2>" in page
+    assert "<h2>Deployment problems</h2>" in page
+    assert "<h2>Observation failures</h2>" in page
     for marker in ("src=", "href=", "<link", "<iframe", "<object", "@import", "url("):
         assert marker not in page
 
@@ -347,7 +503,12 @@ COUNTS_SCRIPT = """
     expiries: count("#timeline path.expiry"),
     bars: count("svg.util-bar"),
     critical: count("svg.util-bar[data-level=critical]"),
-    problems: count("#problems tr.problem"),
+    registryProblems: count("#registry-problems tr.problem"),
+    deploymentProblems: count("#deployment-problems tr.problem"),
+    observationFailures: count("#observation-failures tr.problem"),
+    deploymentCodes: [...document.querySelectorAll(
+      "#deployment-problems tr.problem td:nth-child(2)"
+    )].map((cell) => cell.textContent),
     timelineWidth: timeline.getBoundingClientRect().width,
     firstRow: document.querySelector("#instances tr.instance").dataset.namespace,
     title: document.title,
@@ -513,7 +674,12 @@ def test_report_renders_in_chromium(evaluated, tmp_path):
     # test-sg/dify-test workspaces, and the same five per license.
     assert counts["bars"] == 10
     assert counts["critical"] == 2
-    assert counts["problems"] == 6
+    # shared_license twice and registry_incomplete; binding_mismatch and
+    # status_mismatch; the failed probe of test-sg/dify-qa.
+    assert counts["registryProblems"] == 3
+    assert counts["deploymentProblems"] == 2
+    assert counts["observationFailures"] == 1
+    assert counts["deploymentCodes"] == ["status_mismatch", "binding_mismatch"]
     assert counts["timelineWidth"] == 930
     assert counts["title"] == "Dify license capacity review 2026-12-04"
     assert "QA <script>alert(1)</script>" in counts["owners"]

@@ -18,7 +18,7 @@ import argparse
 import http.client
 import json
 import logging
-import os
+import math
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +53,10 @@ PROBE_ERROR_REASONS = (
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_CONCURRENCY = 8
+# Upper bounds of --probe.timeout and --probe.concurrency. A probe that needs more
+# than 5 minutes is a broken API, and each concurrent probe is one thread.
+MAX_TIMEOUT = 300.0
+MAX_CONCURRENCY = 256
 MAX_BODY_BYTES = 1024 * 1024
 _READ_CHUNK = 16 * 1024
 UTC_ZONE = ZoneInfo("UTC")
@@ -130,8 +134,9 @@ def secret_credentials(
 ) -> CredentialsLoader:
     """Return a loader that reads a bearer token from a Kubernetes Secret.
 
-    `reference` is NAMESPACE/NAME. The Secret is read at every probe round through
-    the kubeconfig (or the in-cluster service account when no kubeconfig is given).
+    `reference` is NAMESPACE/NAME. The Secret is read at every probe round with the
+    client settings the Kubernetes source uses: the kubeconfig when one is given,
+    otherwise the in-cluster service account, then the default kubeconfig.
     """
     namespace, name = parse_secret_reference(reference)
     where = f"secret {namespace}/{name} key {key}"
@@ -139,22 +144,15 @@ def secret_credentials(
     def load() -> str:
         import base64
 
-        from kubernetes import client, config
+        from kubernetes import client
         from kubernetes.client.exceptions import ApiException
-        from kubernetes.config.config_exception import ConfigException
+
+        from .sources.kubernetes import KubeconfigError, load_configuration
 
         try:
-            if kubeconfig or not _in_cluster():
-                api_client = config.new_client_from_config(
-                    config_file=kubeconfig, context=context
-                )
-            else:
-                config.load_incluster_config()
-                api_client = client.ApiClient()
-        except (ConfigException, OSError) as exc:
-            raise ProbeError(
-                "credentials_unavailable", f"{where}: cannot load kubeconfig: {exc}"
-            ) from None
+            api_client = client.ApiClient(load_configuration(kubeconfig, context))
+        except KubeconfigError as exc:
+            raise ProbeError("credentials_unavailable", f"{where}: {exc}") from None
         try:
             secret = client.CoreV1Api(api_client).read_namespaced_secret(
                 name, namespace, _request_timeout=DEFAULT_TIMEOUT
@@ -197,10 +195,6 @@ def parse_secret_reference(reference: str) -> tuple[str, str]:
     return namespace, name
 
 
-def _in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-
-
 def _check_token(token: str, where: str) -> None:
     if not token:
         raise ProbeError(
@@ -225,10 +219,15 @@ class Prober:
         credentials: CredentialsLoader | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        if timeout <= 0:
-            raise ValueError(f"invalid probe timeout {timeout}; use a positive number")
-        if concurrency < 1:
-            raise ValueError(f"invalid probe concurrency {concurrency}; use 1 or more")
+        if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+            raise ValueError(
+                f"invalid probe timeout {timeout}; use a number of seconds above 0 "
+                f"and at most {MAX_TIMEOUT:g}"
+            )
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(
+                f"invalid probe concurrency {concurrency}; use 1 to {MAX_CONCURRENCY}"
+            )
         self.timeout = timeout
         self.concurrency = concurrency
         self.credentials = credentials
@@ -604,21 +603,29 @@ def prober_from_args(args: argparse.Namespace) -> Prober | None:
             parse_secret_reference(args.probe_credentials_secret)
         except ValueError as exc:
             raise ValueError(f"--probe.credentials-secret: {exc}") from None
+        kubeconfig = getattr(args, "kubeconfig", None)
+        if kubeconfig:
+            from .sources.kubernetes import load_configuration
+
+            # Raises KubeconfigError, a ValueError, so a bad file stops the start
+            # instead of failing every probe round.
+            load_configuration(kubeconfig, getattr(args, "context", None))
         credentials = secret_credentials(
             args.probe_credentials_secret,
             args.probe_credentials_secret_key,
-            getattr(args, "kubeconfig", None),
+            kubeconfig,
             getattr(args, "context", None),
         )
-    if not args.probe_timeout > 0:
+    timeout = args.probe_timeout
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
         raise ValueError(
-            f"--probe.timeout: invalid value {args.probe_timeout:g}; use a positive "
-            "number of seconds"
+            f"--probe.timeout: invalid value {timeout:g}; use a number of seconds "
+            f"above 0 and at most {MAX_TIMEOUT:g}"
         )
-    if args.probe_concurrency < 1:
+    if not 1 <= args.probe_concurrency <= MAX_CONCURRENCY:
         raise ValueError(
-            f"--probe.concurrency: invalid value {args.probe_concurrency}; "
-            "use 1 or more"
+            f"--probe.concurrency: invalid value {args.probe_concurrency}; use a "
+            f"whole number from 1 to {MAX_CONCURRENCY}"
         )
     if not getattr(args, "probe", True):
         return None

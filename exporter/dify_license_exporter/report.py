@@ -3,8 +3,9 @@
 The HTML page is one self-contained file: inline CSS and inline SVG, no scripts and
 no external assets, so it opens offline and can be mailed or archived. It shows the
 instance table, an expiry timeline over the next 12 months with the notice stages,
-seat and workspace utilization bars and the registry problems. All formats render
-the same `evaluate` result that `check` and `/metrics` use.
+seat and workspace utilization bars, and the registry and deployment problems. All
+formats render the same `evaluate` result that `check` and `/metrics` use. Instants
+are shown in the registry's time zone, which every table names.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable
+from zoneinfo import ZoneInfo
 
 from . import __version__
 from .evaluate import InstanceStatus, notice_thresholds
@@ -41,6 +43,28 @@ FINDING_TEXT = {
     "not_deployed": "Registered but not deployed.",
     "status_mismatch": "The live license status contradicts the registry.",
 }
+# Findings about the registry itself; every other non-expiry finding concerns a
+# deployment or its live license status.
+REGISTRY_FINDINGS = frozenset({"registry_incomplete", "unregistered", "shared_license"})
+# (id, title, what the section lists), in report order.
+PROBLEM_SECTIONS = (
+    (
+        "registry-problems",
+        "Registry problems",
+        "Registry entries to add or correct.",
+    ),
+    (
+        "deployment-problems",
+        "Deployment problems",
+        "Deployments that differ from the registry or from the live license status.",
+    ),
+    (
+        "observation-failures",
+        "Observation failures",
+        "Instances whose Helm values or Dify API could not be read; their findings "
+        "may be incomplete.",
+    ),
+)
 SEVERITY_COLORS = {
     "none": "#2e7d32",
     "info": "#1565c0",
@@ -134,7 +158,7 @@ def render_report(
     if fmt == "html":
         return render_html(registry, ordered, now)
     if fmt == "csv":
-        return render_csv(ordered)
+        return render_csv(registry, ordered)
     if fmt == "markdown":
         return render_markdown(registry, ordered, now)
     raise ValueError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -152,6 +176,26 @@ def _ordered(statuses: Iterable[InstanceStatus]) -> list[InstanceStatus]:
     )
 
 
+def _local_time(moment: datetime, zone: ZoneInfo) -> str:
+    """Render an instant as its wall time in `zone`, seconds only when not zero.
+
+    The zone's name is left out, so the column header or the caller must name it.
+    """
+    local = moment.astimezone(zone)
+    return local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
+
+
+def _zoned_time(moment: datetime, zone: ZoneInfo) -> str:
+    """Render an instant as its wall time in `zone` followed by the zone's name."""
+    return f"{_local_time(moment, zone)} {zone.key}"
+
+
+def _rfc3339_in_zone(moment: datetime, zone: ZoneInfo) -> str:
+    """Render an instant as RFC 3339 with the offset of `zone`, Z for UTC."""
+    text = moment.astimezone(zone).isoformat()
+    return text[: -len("+00:00")] + "Z" if text.endswith("+00:00") else text
+
+
 def _percent(ratio: float | None) -> str:
     return "" if ratio is None else f"{ratio * 100:.1f}"
 
@@ -166,8 +210,12 @@ def _level(ratio: float | None) -> str:
     return "none"
 
 
-def _row_values(status: InstanceStatus) -> dict[str, str]:
-    """Return the instance's report columns as text, empty where not applicable."""
+def _row_values(status: InstanceStatus, zone: ZoneInfo) -> dict[str, str]:
+    """Return the instance's CSV columns as text, empty where not applicable.
+
+    `expires` is RFC 3339 with the offset of the registry's zone `zone`, so it shows
+    the same wall time as the HTML and Markdown tables and stays machine-readable.
+    """
     instance = status.instance
     capacity = {item.resource: item for item in instance_capacity(status)}
     values = {
@@ -179,7 +227,7 @@ def _row_values(status: InstanceStatus) -> dict[str, str]:
         "department": instance.department if instance else "",
         "mode": status.mode or "",
         "status": status.status or "",
-        "expires": format_instant(status.expires) if status.expires else "",
+        "expires": _rfc3339_in_zone(status.expires, zone) if status.expires else "",
         "days_to_expiry": (
             f"{status.days_to_expiry:.1f}" if status.days_to_expiry is not None else ""
         ),
@@ -198,8 +246,9 @@ def _row_values(status: InstanceStatus) -> dict[str, str]:
     return values
 
 
-def render_csv(statuses: list[InstanceStatus]) -> str:
+def render_csv(registry: Registry, statuses: list[InstanceStatus]) -> str:
     """Render one row per instance; utilization columns are percentages."""
+    zone = ZoneInfo(registry.timezone)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -207,7 +256,7 @@ def render_csv(statuses: list[InstanceStatus]) -> str:
         name for name in CSV_COLUMNS if name.startswith(("seats_", "workspaces_"))
     }
     for status in statuses:
-        values = _row_values(status)
+        values = _row_values(status, zone)
         writer.writerow(
             values[name] if name in numeric else _csv_text(values[name])
             for name in CSV_COLUMNS
@@ -222,8 +271,29 @@ def _csv_text(value: str) -> str:
     return value
 
 
+# Characters of a Markdown table cell that a renderer would read as markup: HTML
+# (tags, entities), a cell border, links and images, code spans, and line breaks
+# that end the table row. The backslash comes first so later escapes stay intact.
+MARKDOWN_ESCAPES = (
+    ("\\", "\\\\"),
+    ("&", "&amp;"),
+    ("<", "&lt;"),
+    (">", "&gt;"),
+    ("|", "\\|"),
+    ("[", "\\["),
+    ("]", "\\]"),
+    ("`", "\\`"),
+    ("\r\n", " "),
+    ("\r", " "),
+    ("\n", " "),
+)
+
+
 def _markdown_cell(value: str) -> str:
-    text = value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """Escape a value so it renders as literal text inside one table cell."""
+    text = value
+    for character, escaped in MARKDOWN_ESCAPES:
+        text = text.replace(character, escaped)
     return text or "-"
 
 
@@ -238,24 +308,26 @@ def render_markdown(
     registry: Registry, statuses: list[InstanceStatus], now: datetime
 ) -> str:
     """Render the instance table, capacity and problems as Markdown tables."""
+    zone = ZoneInfo(registry.timezone)
     lines = [
         "# Dify license capacity review",
         "",
-        f"Generated {format_instant(now)} by dify-license-exporter {__version__}.",
+        f"Generated {format_instant(now)} by dify-license-exporter {__version__}. "
+        f"The tables show times in the registry time zone, {zone.key}.",
         "",
         "## Instances",
         "",
     ]
     rows = []
     for status in statuses:
-        values = _row_values(status)
+        values = _row_values(status, zone)
         rows.append(
             [
                 f"{status.cluster}/{status.namespace}",
                 values["license"],
                 values["environment"],
                 values["owner"],
-                values["expires"][:10],
+                _local_time(status.expires, zone) if status.expires else "",
                 values["days_to_expiry"],
                 values["stage"],
                 values["severity"],
@@ -268,7 +340,7 @@ def render_markdown(
         "License",
         "Environment",
         "Owner",
-        "Expires",
+        f"Expires ({zone.key})",
         "Days",
         "Stage",
         "Severity",
@@ -299,35 +371,54 @@ def render_markdown(
     for entry in sorted(registry.licenses.values(), key=lambda item: item.expires):
         if entry.expires <= end:
             stages = ", ".join(
-                f"{days} d on {(entry.expires - timedelta(days=days)).date()}"
-                for days in registry.renewal_for(entry.name).notice_days
+                f"{days} d on {_local_time(moment, zone)}"
+                for days, moment in _stage_moments(registry, entry)
             )
             days = (entry.expires - now).total_seconds() / 86400
             left = "expired" if days <= 0 else f"{days:.1f}"
             expiry_rows.append(
                 [
                     entry.name,
-                    format_instant(entry.expires)[:10],
+                    _local_time(entry.expires, zone),
                     entry.mode,
                     left,
                     stages,
                 ]
             )
     if expiry_rows:
-        header = ["License", "Expires", "Mode", "Days", "Notice stages"]
+        header = [
+            "License",
+            f"Expires ({zone.key})",
+            "Mode",
+            "Days",
+            f"Notice stages ({zone.key})",
+        ]
         lines.extend(_markdown_table(header, expiry_rows))
     else:
         lines.append("No license expires in the next 12 months.")
 
-    lines.extend(["", "## Registry problems", ""])
-    problem_rows = [list(row) for row in _problems(statuses)]
-    if problem_rows:
-        lines.extend(
-            _markdown_table(["Instance", "Problem", "Severity", "Detail"], problem_rows)
-        )
-    else:
-        lines.append("None.")
+    problems = _problems(statuses, zone)
+    for section, title, description in PROBLEM_SECTIONS:
+        lines.extend(["", f"## {title}", "", description, ""])
+        problem_rows = [list(row) for row in problems[section]]
+        if problem_rows:
+            header = ["Instance", "Problem", "Severity", "Detail"]
+            lines.extend(_markdown_table(header, problem_rows))
+        else:
+            lines.append("None.")
     return "\n".join(lines) + "\n"
+
+
+def _stage_moments(registry: Registry, entry: License) -> list[tuple[int, datetime]]:
+    """Return (days, instant) of each notice stage of a license, largest first.
+
+    A stage is reached when `days_to_expiry <= days`, at the expiry instant minus
+    `days` times 86400 seconds, as `evaluate` counts it.
+    """
+    return [
+        (days, entry.expires - timedelta(days=days))
+        for days in registry.renewal_for(entry.name).notice_days
+    ]
 
 
 def _capacity_cells(scope: str, item: Capacity) -> list[str]:
@@ -341,14 +432,17 @@ def _capacity_cells(scope: str, item: Capacity) -> list[str]:
     ]
 
 
-def _problems(statuses: list[InstanceStatus]) -> list[tuple[str, str, str, str]]:
-    """Return (instance, problem, severity, detail) for every non-expiry finding.
+def _problems(
+    statuses: list[InstanceStatus], zone: ZoneInfo
+) -> dict[str, list[tuple[str, str, str, str]]]:
+    """Sort every non-expiry finding into the sections of PROBLEM_SECTIONS.
 
-    Expiry is shown in the table and the timeline. This list contains what the
-    registry owners have to fix: governance findings, failed probes and unreadable
-    values.
+    Each section maps to (instance, problem, severity, detail) rows. Expiry is shown
+    in the instance table and the timeline instead.
     """
-    rows = []
+    sections: dict[str, list[tuple[str, str, str, str]]] = {
+        section: [] for section, _title, _description in PROBLEM_SECTIONS
+    }
     for status in sorted(statuses, key=lambda s: s.key):
         where = f"{status.cluster}/{status.namespace}"
         for code in status.findings:
@@ -359,13 +453,20 @@ def _problems(statuses: list[InstanceStatus]) -> list[tuple[str, str, str, str]]
                 detail += f" Live status: {status.probe.status}."
                 if status.probe.expired_at is not None:
                     detail += (
-                        f" Live expiry: {format_instant(status.probe.expired_at)}."
+                        f" Live expiry: {_zoned_time(status.probe.expired_at, zone)}."
                     )
             if code == "registry_incomplete":
                 detail += " Missing: " + ", ".join(status.missing_fields) + "."
-            rows.append((where, code, status.finding_severity(code), detail))
+            section = (
+                "registry-problems"
+                if code in REGISTRY_FINDINGS
+                else "deployment-problems"
+            )
+            sections[section].append(
+                (where, code, status.finding_severity(code), detail)
+            )
         if status.probe is not None and status.probe.error_reason:
-            rows.append(
+            sections["observation-failures"].append(
                 (
                     where,
                     f"probe {status.probe.error_reason}",
@@ -374,8 +475,10 @@ def _problems(statuses: list[InstanceStatus]) -> list[tuple[str, str, str, str]]
                 )
             )
         if status.error:
-            rows.append((where, "values unreadable", "warning", status.error))
-    return rows
+            sections["observation-failures"].append(
+                (where, "values unreadable", "warning", status.error)
+            )
+    return sections
 
 
 def _add_months(moment: datetime, months: int) -> datetime:
@@ -401,6 +504,7 @@ table{border-collapse:collapse;width:100%;margin:4px 0}
 th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.time{white-space:nowrap}
 .sev{display:inline-block;padding:0 6px;border-radius:3px;color:#fff;font-size:12px}
 .sev-none{background:#2e7d32}.sev-info{background:#1565c0}
 .sev-warning{background:#ef6c00}.sev-critical{background:#c62828}
@@ -421,6 +525,7 @@ def render_html(
     registry: Registry, statuses: list[InstanceStatus], now: datetime
 ) -> str:
     """Render the self-contained review page."""
+    zone = ZoneInfo(registry.timezone)
     counts = {name: 0 for name in SEVERITY_COLORS}
     for status in statuses:
         counts[status.severity] += 1
@@ -441,19 +546,22 @@ def render_html(
         f"{len(registry.licenses)} licenses.</p>",
         f'<div class="summary" id="summary">{summary}</div>',
         "<h2>Instances</h2>",
-        _html_instances(statuses),
+        _html_instances(statuses, zone),
         "<h2>Expiry timeline, next 12 months</h2>",
-        _html_timeline(registry, now),
+        _html_timeline(registry, now, zone),
         "<h2>Capacity</h2>",
         _html_capacity(statuses),
-        "<h2>Registry problems</h2>",
-        _html_problems(statuses),
-        "</body></html>",
     ]
+    problems = _problems(statuses, zone)
+    for section, title, description in PROBLEM_SECTIONS:
+        parts.append(f"<h2>{_e(title)}</h2>")
+        parts.append(f'<p class="meta">{_e(description)}</p>')
+        parts.append(_html_problems(section, problems[section]))
+    parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _html_instances(statuses: list[InstanceStatus]) -> str:
+def _html_instances(statuses: list[InstanceStatus], zone: ZoneInfo) -> str:
     header = (
         "Cluster",
         "Namespace",
@@ -463,7 +571,7 @@ def _html_instances(statuses: list[InstanceStatus]) -> str:
         "Department",
         "Mode",
         "Live status",
-        "Expires",
+        f"Expires ({zone.key})",
         "Days",
         "Stage",
         "Severity",
@@ -471,7 +579,7 @@ def _html_instances(statuses: list[InstanceStatus]) -> str:
     )
     rows = []
     for status in statuses:
-        values = _row_values(status)
+        values = _row_values(status, zone)
         cells = [
             f"<td>{_e(values[name]) or '-'}</td>"
             for name in (
@@ -485,7 +593,8 @@ def _html_instances(statuses: list[InstanceStatus]) -> str:
                 "status",
             )
         ]
-        cells.append(f"<td>{_e(values['expires'][:16].replace('T', ' ')) or '-'}</td>")
+        expires = _local_time(status.expires, zone) if status.expires else "-"
+        cells.append(f'<td class="time">{_e(expires)}</td>')
         cells.append(f'<td class="num">{_e(values["days_to_expiry"]) or "-"}</td>')
         cells.append(f'<td class="num">{_e(values["stage"]) or "-"}</td>')
         cells.append(
@@ -506,8 +615,11 @@ def _html_instances(statuses: list[InstanceStatus]) -> str:
     )
 
 
-def _html_timeline(registry: Registry, now: datetime) -> str:
-    """Draw one lane per license from now to 12 months ahead, with notice stages."""
+def _html_timeline(registry: Registry, now: datetime, zone: ZoneInfo) -> str:
+    """Draw one lane per license from now to 12 months ahead, with notice stages.
+
+    Month ticks fall on the first of each month in the registry's zone `zone`.
+    """
     end = _add_months(now, TIMELINE_MONTHS)
     licenses = sorted(
         registry.licenses.values(), key=lambda item: (item.expires, item.name)
@@ -526,7 +638,9 @@ def _html_timeline(registry: Registry, now: datetime) -> str:
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
         'aria-label="License expiry timeline">'
     ]
-    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month = now.astimezone(zone).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
     for index in range(TIMELINE_MONTHS + 1):
         tick = _add_months(month, index)
         # Skip ticks whose label would run past the right edge.
@@ -547,7 +661,7 @@ def _html_timeline(registry: Registry, now: datetime) -> str:
         parts.append(f'<text x="{label_width}" y="{top + 16}">No licenses.</text>')
     for index, entry in enumerate(licenses):
         y = top + lane * index
-        parts.append(_timeline_lane(registry, entry, now, end, y, lane, x_of))
+        parts.append(_timeline_lane(registry, entry, now, end, y, lane, x_of, zone))
     parts.append("</svg>")
     legend = (
         '<p class="legend"><span>&#9646; valid period</span>'
@@ -569,6 +683,7 @@ def _timeline_lane(
     y: int,
     lane: int,
     x_of,
+    zone: ZoneInfo,
 ) -> str:
     name = _e(entry.name)
     parts = [
@@ -583,17 +698,18 @@ def _timeline_lane(
         parts.append(
             f'<rect class="validity" x="{x1:.1f}" y="{y + 7}" width="{x2 - x1:.1f}" '
             f'height="{lane - 14}" fill="#a5d6a7"><title>{name}: valid until '
-            f"{_e(format_instant(entry.expires))}</title></rect>"
+            f"{_e(_zoned_time(entry.expires, zone))}</title></rect>"
         )
     if expired:
         parts.append(
             f'<text class="expired" x="{x_of(now) + 6:.1f}" y="{y + lane / 2 + 4:.1f}" '
-            f'fill="#c62828">expired {_e(format_instant(entry.expires)[:10])}</text>'
+            f'fill="#c62828">expired {_e(_zoned_time(entry.expires, zone))}</text>'
         )
+    moments = dict(_stage_moments(registry, entry))
     for days, severity in notice_thresholds(
         registry.renewal_for(entry.name).notice_days
     ):
-        moment = entry.expires - timedelta(days=days)
+        moment = moments[days]
         if not now <= moment <= end or expired:
             continue
         x, middle = x_of(moment), y + lane / 2
@@ -602,7 +718,7 @@ def _timeline_lane(
             f'd="M{x:.1f} {middle - 6:.1f} L{x + 6:.1f} {middle:.1f} '
             f'L{x:.1f} {middle + 6:.1f} L{x - 6:.1f} {middle:.1f} Z" '
             f'fill="{SEVERITY_COLORS[severity]}"><title>{name}: {days}-day notice '
-            f"({severity}) on {_e(moment.date())}</title></path>"
+            f"({severity}) on {_e(_zoned_time(moment, zone))}</title></path>"
         )
     if now < entry.expires <= end:
         x, middle = x_of(entry.expires), y + lane / 2
@@ -610,7 +726,8 @@ def _timeline_lane(
             f'<path class="expiry" d="M{x - 5:.1f} {middle - 5:.1f} '
             f"L{x + 5:.1f} {middle + 5:.1f} M{x + 5:.1f} {middle - 5:.1f} "
             f'L{x - 5:.1f} {middle + 5:.1f}" stroke="#c62828" stroke-width="2.5">'
-            f"<title>{name} expires {_e(format_instant(entry.expires))}</title></path>"
+            f"<title>{name} expires {_e(_zoned_time(entry.expires, zone))}</title>"
+            "</path>"
         )
     parts.append("</g>")
     return "".join(parts)
@@ -661,10 +778,9 @@ def _html_capacity(statuses: list[InstanceStatus]) -> str:
     )
 
 
-def _html_problems(statuses: list[InstanceStatus]) -> str:
-    problems = _problems(statuses)
+def _html_problems(section: str, problems: list[tuple[str, str, str, str]]) -> str:
     if not problems:
-        return '<p id="problems">None.</p>'
+        return f'<p id="{section}">None.</p>'
     rows = "".join(
         f'<tr class="problem"><td>{_e(where)}</td><td>{_e(code)}</td>'
         f'<td><span class="sev sev-{_e(severity)}">{_e(severity)}</span></td>'
@@ -672,7 +788,7 @@ def _html_problems(statuses: list[InstanceStatus]) -> str:
         for where, code, severity, detail in problems
     )
     return (
-        '<table id="problems"><thead><tr><th>Instance</th><th>Problem</th>'
+        f'<table id="{section}"><thead><tr><th>Instance</th><th>Problem</th>'
         "<th>Severity</th><th>Detail</th></tr></thead><tbody>"
         + rows
         + "</tbody></table>"

@@ -16,6 +16,7 @@ import atexit
 import fnmatch
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -25,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
@@ -502,6 +504,189 @@ class NamespaceFilter:
         return sorted(name for name in set(self.include) if self(name))
 
 
+# --- client configuration ---------------------------------------------------------
+
+
+class KubeconfigError(ValueError):
+    """Failure to load the Kubernetes client configuration.
+
+    The message names the file, what is wrong with it and the fix.
+    """
+
+
+# The lists of named entries in a kubeconfig.
+KUBECONFIG_LISTS = ("clusters", "contexts", "users")
+# The kubeconfig that kubectl and the kubernetes client read when $KUBECONFIG is
+# unset or empty.
+DEFAULT_KUBECONFIG = "~/.kube/config"
+
+
+def load_configuration(
+    kubeconfig: str | None, context: str | None
+) -> kube_client.Configuration:
+    """Load the API client settings the --kubeconfig and --context flags select.
+
+    With neither flag, the pod's service account is used, then the default
+    kubeconfig ($KUBECONFIG or ~/.kube/config). Raises KubeconfigError naming the
+    file, what is wrong with it and the fix.
+    """
+    configuration = kube_client.Configuration()
+    if kubeconfig:
+        subject = f"--kubeconfig {kubeconfig}"
+        _check_kubeconfig_file(kubeconfig, subject)
+        _load_kubeconfig(kubeconfig, context, configuration, subject)
+        return configuration
+
+    in_cluster_error: ConfigException | None = None
+    if not context:
+        try:
+            kube_config.load_incluster_config(client_configuration=configuration)
+            return configuration
+        except ConfigException as exc:
+            in_cluster_error = exc
+
+    from_environment = bool(os.environ.get("KUBECONFIG"))
+    default = os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
+    paths = [path for path in default.split(os.pathsep) if path]
+    existing = [path for path in paths if os.path.exists(os.path.expanduser(path))]
+    origin = "$KUBECONFIG" if from_environment else "the default kubeconfig"
+    if not existing:
+        shown = ", ".join(paths)
+        if in_cluster_error is None:
+            raise KubeconfigError(
+                f"--context {context}: {origin} ({shown}) does not exist; pass "
+                "--kubeconfig PATH with the file that defines this context"
+            )
+        raise KubeconfigError(
+            f"no Kubernetes configuration found: not running inside a cluster "
+            f"({in_cluster_error}) and {origin} ({shown}) does not exist; run inside "
+            "the cluster with a service account, or pass --kubeconfig PATH (and "
+            "--context NAME)"
+        )
+    for path in existing:
+        _check_kubeconfig_file(path, f"{origin} {path}")
+    subject = f"{origin} {', '.join(existing)}"
+    _load_kubeconfig(default, context, configuration, subject)
+    return configuration
+
+
+def _load_kubeconfig(
+    path: str,
+    context: str | None,
+    configuration: kube_client.Configuration,
+    subject: str,
+) -> None:
+    """Load `path` into `configuration`; `subject` names the file in errors."""
+    try:
+        kube_config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration
+        )
+    except ConfigException as exc:
+        if context and "context" in str(exc):
+            fix = (
+                f"pass a context the file defines to --context (kubectl config "
+                f"get-contexts --kubeconfig {path} lists them)"
+            )
+        elif "context" in str(exc):
+            fix = "set current-context in the file or pass --context NAME"
+        else:
+            fix = "compare the file with the output of `kubectl config view --raw`"
+        raise KubeconfigError(f"{subject}: {exc}; {fix}") from None
+    except OSError as exc:
+        raise KubeconfigError(
+            f"{subject}: cannot read a file it names: {exc}; fix the path in the "
+            "kubeconfig"
+        ) from None
+    except (yaml.YAMLError, TypeError, KeyError, AttributeError, ValueError) as exc:
+        # The client indexes the parsed YAML without checking its shape, so a
+        # structure that _check_kubeconfig_file lets through can still fail here.
+        raise KubeconfigError(
+            f"{subject}: not a valid kubeconfig ({type(exc).__name__}: {exc}); "
+            "compare it with the output of `kubectl config view --raw`"
+        ) from None
+
+
+def _check_kubeconfig_file(path: str, subject: str) -> None:
+    """Read one kubeconfig file and raise KubeconfigError if it is not one.
+
+    The kubernetes client would fail on such a file with a YAML, Unicode or type
+    error deep in its own code, which says nothing about the file.
+    """
+    fix = "compare it with the output of `kubectl config view --raw`"
+    try:
+        with open(os.path.expanduser(path), "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise KubeconfigError(
+            f"{subject}: file not found; pass the path of an existing kubeconfig"
+        ) from None
+    except OSError as exc:
+        raise KubeconfigError(
+            f"{subject}: cannot read the file: {exc.strerror or exc}; check the path "
+            "and its permissions"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise KubeconfigError(
+            f"{subject}: not UTF-8 text (invalid byte at offset {exc.start}), but a "
+            f"kubeconfig is YAML text; {fix}"
+        ) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise KubeconfigError(f"{subject}: {_yaml_problem(exc)}; {fix}") from None
+    if document is None:
+        raise KubeconfigError(f"{subject}: the file is empty; {fix}")
+    if not isinstance(document, dict):
+        raise KubeconfigError(
+            f"{subject}: the top level is a {_yaml_type(document)}, expected a "
+            f"mapping with clusters, contexts and users; {fix}"
+        )
+    for key in KUBECONFIG_LISTS:
+        entries = document.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise KubeconfigError(
+                f"{subject}: {key} is a {_yaml_type(entries)}, expected a list; {fix}"
+            )
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise KubeconfigError(
+                    f"{subject}: {key}[{index}] is not a mapping with a name; {fix}"
+                )
+    current = document.get("current-context")
+    if current is not None and not isinstance(current, str):
+        raise KubeconfigError(
+            f"{subject}: current-context is a {_yaml_type(current)}, expected a "
+            f"context name; {fix}"
+        )
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Describe a YAML error by position and problem, without quoting the file."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return (
+            f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: "
+            f"{exc.problem}"
+        )
+    return "invalid YAML"
+
+
+def _yaml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, str):
+        return "string"
+    return "number" if isinstance(value, (int, float)) else type(value).__name__
+
+
 class KubernetesSource:
     """Observe the Dify releases and enterprise pods of one cluster."""
 
@@ -573,29 +758,13 @@ class KubernetesSource:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> KubernetesSource:
-        """Build the source from the CLI's source flags."""
+        """Build the source from the CLI's source flags; raises UsageError."""
         from ..cli import UsageError
 
-        configuration = kube_client.Configuration()
         try:
-            if args.kubeconfig or args.context:
-                kube_config.load_kube_config(
-                    config_file=args.kubeconfig,
-                    context=args.context,
-                    client_configuration=configuration,
-                )
-            else:
-                try:
-                    kube_config.load_incluster_config(
-                        client_configuration=configuration
-                    )
-                except ConfigException:
-                    kube_config.load_kube_config(client_configuration=configuration)
-        except (ConfigException, OSError) as exc:
-            raise UsageError(
-                f"cannot load the Kubernetes configuration: {exc}; run inside the "
-                "cluster with a service account, or pass --kubeconfig and --context"
-            ) from None
+            configuration = load_configuration(args.kubeconfig, args.context)
+        except KubeconfigError as exc:
+            raise UsageError(str(exc)) from None
         api = kube_client.CoreV1Api(kube_client.ApiClient(configuration))
         return cls(
             api,
