@@ -547,8 +547,8 @@ def add_probe_flags(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="deadline of one probe, connection and body included "
-        f"(default: {DEFAULT_TIMEOUT:g})",
+        help="deadline of one probe in seconds, connection and body included, "
+        f"above 0 and at most {MAX_TIMEOUT:g} (default: {DEFAULT_TIMEOUT:g})",
     )
     group.add_argument(
         "--probe.concurrency",
@@ -556,7 +556,8 @@ def add_probe_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help=f"probes run at the same time (default: {DEFAULT_CONCURRENCY})",
+        help=f"probes run at the same time, 1 to {MAX_CONCURRENCY} "
+        f"(default: {DEFAULT_CONCURRENCY})",
     )
     group.add_argument(
         "--probe.ca-file",
