@@ -422,9 +422,12 @@ def observe_once(sources: list[Any]) -> tuple[ObservationSet | None, list[str]]:
     return merged, fatal
 
 
-def run_check(args: argparse.Namespace) -> int:
+def evaluate_once(
+    args: argparse.Namespace,
+) -> tuple[Registry, datetime, list[InstanceStatus]]:
+    """Load, observe, probe and evaluate once, as `check` and `report` do."""
     if not args.registry:
-        raise UsageError("check needs --registry PATH")
+        raise UsageError(f"{args.command} needs --registry PATH")
     registry = load(args)
     now = parse_now(args.now, registry)
     observations, fatal = observe_once(build_sources(args))
@@ -432,6 +435,11 @@ def run_check(args: argparse.Namespace) -> int:
         raise UsageError("\n".join(fatal))
     probes = probe_once(args, registry)
     statuses = evaluate(registry, observations, now, probes, cluster=args.cluster)
+    return registry, now, statuses
+
+
+def run_check(args: argparse.Namespace) -> int:
+    _registry, now, statuses = evaluate_once(args)
     if args.format == "json":
         document = {
             "now": format_instant(now),
@@ -453,15 +461,7 @@ def run_check(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from .report import render_report
 
-    if not args.registry:
-        raise UsageError("report needs --registry PATH")
-    registry = load(args)
-    now = parse_now(args.now, registry)
-    observations, fatal = observe_once(build_sources(args))
-    if fatal:
-        raise UsageError("\n".join(fatal))
-    probes = probe_once(args, registry)
-    statuses = evaluate(registry, observations, now, probes, cluster=args.cluster)
+    registry, now, statuses = evaluate_once(args)
     text = render_report(args.format, registry, statuses, now)
     if args.output is None:
         sys.stdout.write(text)

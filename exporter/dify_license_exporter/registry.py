@@ -317,24 +317,6 @@ def _describe_value(path: str, value: Any) -> str:
     return text
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
 def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     if ref and ref.startswith("#/$defs/"):
@@ -435,7 +417,7 @@ def _explain(
         allowed = allowed if isinstance(allowed, list) else [allowed]
         expected = " or ".join(names.get(name, name) for name in allowed)
         article = "an" if expected[0] in "aeiou" else "a"
-        got = _type_name(value) if value is None else f"{_type_name(value)} {shown}"
+        got = yamlfile.type_name(value) if value is None else f"{yamlfile.type_name(value)} {shown}"
         message = f"must be {article} {expected}, got {got}"
         if not path:
             return [

@@ -630,24 +630,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, (float,)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
 class _Parser:
     """Validate the parsed YAML, collecting every problem with its key path."""
 
@@ -663,7 +645,7 @@ class _Parser:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.problem(key, f"must be a mapping, got {_type_name(value)}")
+            self.problem(key, f"must be a mapping, got {yamlfile.type_name(value)}")
             return {}
         for name in value:
             if name not in allowed:
@@ -680,7 +662,7 @@ class _Parser:
         if value is None:
             return None
         if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {_type_name(value)}")
+            self.problem(key, f"must be a string, got {yamlfile.type_name(value)}")
             return None
         if not value and not secret:
             return None
@@ -690,7 +672,7 @@ class _Parser:
         if value is None:
             return ()
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problem(key, f"must be a list of strings, got {_type_name(value)}")
+            self.problem(key, f"must be a list of strings, got {yamlfile.type_name(value)}")
             return ()
         return tuple(value)
 
@@ -698,7 +680,7 @@ class _Parser:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.problem(key, f"must be true or false, got {_type_name(value)}")
+            self.problem(key, f"must be true or false, got {yamlfile.type_name(value)}")
             return default
         return value
 
@@ -898,7 +880,7 @@ class _Parser:
         if not isinstance(value, dict):
             self.problem(
                 key,
-                f"must be a mapping of user to bcrypt hash, got {_type_name(value)}",
+                f"must be a mapping of user to bcrypt hash, got {yamlfile.type_name(value)}",
             )
             return None
         users: dict[str, bytes] = {}
@@ -912,7 +894,7 @@ class _Parser:
                 continue
             if not isinstance(hashed, str):
                 self.problem(
-                    where, f"must be a bcrypt hash string, got {_type_name(hashed)}"
+                    where, f"must be a bcrypt hash string, got {yamlfile.type_name(hashed)}"
                 )
                 continue
             match = _BCRYPT_HASH.match(hashed)

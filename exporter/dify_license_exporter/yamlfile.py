@@ -184,6 +184,25 @@ def _describe_yaml_error(exc: yaml.YAMLError, text: str = "") -> str:
     return f"invalid YAML: {problem}"
 
 
+def type_name(value: Any) -> str:
+    """Name the type of a parsed YAML value in YAML's words, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
 def join_path(path: str, key: Any) -> str:
     """Extend a field path: `licenses` + 2 -> `licenses[2]`, + `id` -> `.id`."""
     if isinstance(key, int) and not isinstance(key, bool):

@@ -140,7 +140,7 @@ def interpret_values(
             cluster,
             namespace,
             "values_invalid",
-            f"{origin}: Helm values must be a mapping, got {_type_name(data)}; "
+            f"{origin}: Helm values must be a mapping, got {yamlfile.type_name(data)}; "
             "save the output of `helm get values -o yaml`",
         )
     enterprise = data.get("enterprise")
@@ -151,7 +151,7 @@ def interpret_values(
             cluster,
             namespace,
             "values_invalid",
-            f"{origin}: enterprise must be a mapping, got {_type_name(enterprise)}",
+            f"{origin}: enterprise must be a mapping, got {yamlfile.type_name(enterprise)}",
         )
     enabled = enterprise.get("enabled", True)
     if isinstance(enabled, str) and enabled.lower() in ("true", "false"):
@@ -213,16 +213,3 @@ def _failed(cluster: str, namespace: str, reason: str, message: str) -> Observat
         error_reason=reason,
         error_message=message,
     )
-
-
-def _type_name(value: Any) -> str:
-    """Name a YAML value's type as the registry messages do."""
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return type(value).__name__
