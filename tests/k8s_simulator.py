@@ -331,8 +331,14 @@ class Simulator:
             self.events.clear()
 
     def expire_watches(self) -> None:
-        """Compact, and end every open watch with a 410 ERROR event."""
+        """Compact, and end every open watch with a 410 ERROR event.
+
+        The resourceVersion moves on first, as it does in a live cluster, so a
+        watch that was reconnecting at that moment, from the last version it saw,
+        also gets 410 and lists again.
+        """
         with self.lock:
+            self.resource_version += 1
             self.compacted = self.resource_version
             self.events.clear()
             self.watch_generation += 1
