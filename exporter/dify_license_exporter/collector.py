@@ -276,7 +276,7 @@ class LicenseCollector(Collector):
             "1 when the latest registry load succeeded, 0 while the last good "
             "registry is served instead.",
         )
-        registry_valid.add_metric([], float(self.refresher.snapshot.registry_valid))
+        registry_valid.add_metric([], float(self.refresher.health.registry_valid))
         yield registry_valid
 
         signature_valid = GaugeMetricFamily(

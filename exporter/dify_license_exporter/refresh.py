@@ -84,6 +84,9 @@ class Health:
     active_errors: dict[tuple[str, str], int] = field(default_factory=dict)
     last_success: dict[str, float] = field(default_factory=dict)
     duration: dict[str, float] = field(default_factory=dict)
+    # Set together with the registry error counter, so a scrape in the middle of a
+    # refresh never shows a counted failure next to a valid registry.
+    registry_valid: bool = False
 
 
 class Refresher:
@@ -151,12 +154,14 @@ class Refresher:
         try:
             registry = self.registry_loader(self.registry_paths)
         except RegistryError as exc:
+            self.health.registry_valid = False
             self._record("registry", [SourceError(exc.reason, str(exc))])
             self.health.duration["registry"] = time.monotonic() - started
             return self.snapshot.registry, False
         if registry == self.snapshot.registry:
             registry = self.snapshot.registry
         self._record("registry", [])
+        self.health.registry_valid = True
         now = time.time()
         self.health.last_success["registry"] = now
         self.health.duration["registry"] = time.monotonic() - started
@@ -239,6 +244,7 @@ class Refresher:
         the first refresh a second parse of the same files.
         """
         self.snapshot = Snapshot(registry=registry, registry_valid=True)
+        self.health.registry_valid = True
         self._registry_fingerprint = fingerprint
         self.health.last_success["registry"] = time.time()
 
