@@ -349,3 +349,11 @@ def test_validate_with_public_key_needs_signature(capsys, example_registry, tmp_
     assert code == 2
     assert f"{example_registry}" in err
     assert "signature" in err
+
+
+def test_now_rejects_non_ascii_digits(capsys, example_registry):
+    code, _, err = run(
+        capsys, "check", "--registry", example_registry, "--now", "２０２６-12-04T00:00:00Z"
+    )
+    assert code == 2
+    assert "--now: invalid value" in err

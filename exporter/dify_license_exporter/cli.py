@@ -250,8 +250,9 @@ def check_files_source(args: argparse.Namespace) -> None:
     if args.source != "files" or not args.values_dir:
         return
     if not os.path.isdir(args.values_dir):
+        problem = "is a file" if os.path.exists(args.values_dir) else "not found"
         raise UsageError(
-            f"--values-dir: {args.values_dir}: values folder not found; give a folder "
+            f"--values-dir: {args.values_dir}: values folder {problem}; give a folder "
             "of <cluster>/<namespace>.yaml files"
         )
     if args.cluster and not os.path.isdir(os.path.join(args.values_dir, args.cluster)):

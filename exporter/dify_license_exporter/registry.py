@@ -39,10 +39,12 @@ MAX_PROBLEMS = 100
 # The document root, the `licenses` list and each entry may contain a License ID.
 _LICENSE_ENTRY_PATH = re.compile(r"^(licenses(\[\d+\])?)?$")
 _URL_USERINFO = re.compile(r"://[^/@\s\"]*@")
-_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+# ASCII digits only: `\d` would also accept other scripts' digits, such as
+# full-width ones, which int() converts silently.
+_DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
 _DATETIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
-    r"([Zz]|[+-]\d{2}:\d{2})?$"
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})"
+    r"(?::([0-9]{2})(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
 )
 
 
