@@ -414,7 +414,7 @@ def test_refresh_keeps_last_good_registry_when_tampered(caplog, keys, registry_f
     with caplog.at_level(logging.WARNING):
         refresher.refresh()
     assert refresher.snapshot.registry is good
-    assert refresher.snapshot.registry_valid is False
+    assert refresher.health.registry_valid is False
     assert refresher.health.errors_total[("registry", "signature_invalid")] == 1
     text = scrape(refresher)
     assert "dify_license_registry_signature_valid 0.0" in text

@@ -22,7 +22,12 @@ log = logging.getLogger(__name__)
 
 # The closed list of refresh error reasons per source, exposed from start with 0.
 ERROR_REASONS: dict[str, tuple[str, ...]] = {
-    "registry": ("read_failed", "invalid_yaml", "invalid_registry", "signature_invalid"),
+    "registry": (
+        "read_failed",
+        "invalid_yaml",
+        "invalid_registry",
+        "signature_invalid",
+    ),
     "files": ("values_dir_missing", "values_unreadable", "values_invalid"),
     "kubernetes": (
         "api_unavailable",
@@ -72,7 +77,6 @@ class Snapshot:
 
     registry: Registry | None = None
     observations: ObservationSet | None = None
-    registry_valid: bool = False
     probes: Mapping[tuple[str, str], ProbeResult] = field(default_factory=dict)
 
 
@@ -121,7 +125,7 @@ class Refresher:
     def refresh(self) -> None:
         """Run one refresh of the registry and every source."""
         with self._lock:
-            registry, registry_valid = self._refresh_registry()
+            registry = self._refresh_registry()
             observations = self.snapshot.observations
             for source in self.sources:
                 observations = self._refresh_source(source, observations)
@@ -135,21 +139,24 @@ class Refresher:
             self.snapshot = Snapshot(
                 registry=registry,
                 observations=observations,
-                registry_valid=registry_valid,
                 probes=probes,
             )
 
-    def _refresh_registry(self) -> tuple[Registry | None, bool]:
+    def _refresh_registry(self) -> Registry | None:
+        """Load the registry when its files changed; return the one to serve.
+
+        A failed load returns the last good registry and sets
+        `health.registry_valid` to False.
+        """
         started = time.monotonic()
         fingerprint = registry_fingerprint(self.registry_paths)
         if fingerprint == self._registry_fingerprint and self.snapshot.registry:
             # Unchanged files: skip parsing, which takes seconds for 20,000
             # instances, and keep the same Registry object.
-            valid = self.snapshot.registry_valid
-            if valid:
+            if self.health.registry_valid:
                 self.health.last_success["registry"] = time.time()
             self.health.duration["registry"] = time.monotonic() - started
-            return self.snapshot.registry, valid
+            return self.snapshot.registry
         self._registry_fingerprint = fingerprint
         try:
             registry = self.registry_loader(self.registry_paths)
@@ -157,7 +164,7 @@ class Refresher:
             self.health.registry_valid = False
             self._record("registry", [SourceError(exc.reason, str(exc))])
             self.health.duration["registry"] = time.monotonic() - started
-            return self.snapshot.registry, False
+            return self.snapshot.registry
         if registry == self.snapshot.registry:
             registry = self.snapshot.registry
         self._record("registry", [])
@@ -165,7 +172,7 @@ class Refresher:
         now = time.time()
         self.health.last_success["registry"] = now
         self.health.duration["registry"] = time.monotonic() - started
-        return registry, True
+        return registry
 
     def _refresh_source(
         self, source: Source, previous: ObservationSet | None
@@ -243,7 +250,7 @@ class Refresher:
         `serve` loads the registry once to refuse an invalid one; priming spares
         the first refresh a second parse of the same files.
         """
-        self.snapshot = Snapshot(registry=registry, registry_valid=True)
+        self.snapshot = Snapshot(registry=registry)
         self.health.registry_valid = True
         self._registry_fingerprint = fingerprint
         self.health.last_success["registry"] = time.time()
