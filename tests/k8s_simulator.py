@@ -234,7 +234,7 @@ class Event:
 
 @dataclass
 class Fault:
-    """An injected answer for requests whose path contains `path` (all when '')."""
+    """An injected response for requests whose path contains `path` (all when '')."""
 
     status: int = 500
     times: int = 1
@@ -325,7 +325,7 @@ class Simulator:
             return json.loads(self.objects[resource][(namespace_name, name)].body)
 
     def compact(self) -> None:
-        """Forget every event so far: older resourceVersions answer 410 Gone."""
+        """Forget every event so far: older resourceVersions get 410 Gone."""
         with self.lock:
             self.compacted = self.resource_version
             self.events.clear()
@@ -345,7 +345,7 @@ class Simulator:
             self.lock.notify_all()
 
     def set_down(self, down: bool) -> None:
-        """Answer 503 to everything and drop open watches while down."""
+        """Return 503 for every request and drop open watches while down."""
         with self.lock:
             self.down = down
             self.lock.notify_all()

@@ -645,7 +645,7 @@ def test_existing_web_config_secret(chart):
     assert find(documents, "Secret") == []
     assert volume["secret"] == {"secretName": "license-exporter-web"}
     # The Secret's content is unknown to the chart, so the probes cannot assume
-    # that the exporter answers them without credentials.
+    # that the exporter serves them without credentials.
     assert container(documents)["readinessProbe"]["tcpSocket"] == {"port": "http-metrics"}
 
 

@@ -365,7 +365,7 @@ def test_json_logs(start, registry_file):
     exporter = start("--registry", str(registry_file), "--log.format", "json")
     import json
 
-    # /readyz can answer before the "listening" line is written.
+    # /readyz can return 200 before the "listening" line is written.
     lines = wait_for(lambda: exporter.logs().splitlines())
     first = json.loads(lines[0])
     assert first["msg"] == "listening"

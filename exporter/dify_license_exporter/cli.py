@@ -29,7 +29,13 @@ from .evaluate import SEVERITIES, InstanceStatus, evaluate, severity_at_least
 from .observations import ObservationSet
 from .probe import Prober, ProbeResult, add_probe_flags, prober_from_args
 from .refresh import FATAL_REASONS, Refresher, registry_fingerprint
-from .registry import Registry, RegistryError, format_instant, load_registry, parse_instant
+from .registry import (
+    Registry,
+    RegistryError,
+    format_instant,
+    load_registry,
+    parse_instant,
+)
 from .server import ExporterServer, parse_listen_address, serve_in_thread
 
 log = logging.getLogger("dify_license_exporter")
@@ -343,7 +349,9 @@ def status_json(status: InstanceStatus) -> dict[str, Any]:
         "mode": status.mode,
         "expires": format_instant(status.expires) if status.expires else None,
         "days_to_expiry": (
-            round(status.days_to_expiry, 6) if status.days_to_expiry is not None else None
+            round(status.days_to_expiry, 6)
+            if status.days_to_expiry is not None
+            else None
         ),
         "stage": status.stage,
         "severity": status.severity,
@@ -389,7 +397,9 @@ def render_table(statuses: list[InstanceStatus]) -> str:
                 status.environment or "-",
                 status.mode or "-",
                 status.expires.strftime("%Y-%m-%d %H:%M") if status.expires else "-",
-                f"{status.days_to_expiry:.1f}" if status.days_to_expiry is not None else "-",
+                f"{status.days_to_expiry:.1f}"
+                if status.days_to_expiry is not None
+                else "-",
                 str(status.stage) if status.stage is not None else "-",
                 status.severity,
                 findings,
@@ -519,8 +529,9 @@ def run_serve(args: argparse.Namespace) -> int:
         address = parse_listen_address(args.listen_address)
     except ValueError as exc:
         raise UsageError(f"--web.listen-address: {exc}") from None
-    # Refuse to start on an invalid registry; the fingerprint is taken first, so
-    # a file changed during the load is read again at the first refresh.
+    # Reject an invalid registry before starting. The fingerprint is taken before
+    # the load, so a file changed during the load is read again at the first
+    # refresh.
     fingerprint = registry_fingerprint(args.registry)
     loader = registry_loader(args)
     initial_registry = loader(args.registry)
@@ -549,7 +560,9 @@ def run_serve(args: argparse.Namespace) -> int:
     cache.warm()
 
     try:
-        server = ExporterServer(address, registry, args.telemetry_path, lambda: refresher.ready)
+        server = ExporterServer(
+            address, registry, args.telemetry_path, lambda: refresher.ready
+        )
     except OSError as exc:
         raise UsageError(
             f"--web.listen-address: cannot listen on {args.listen_address}: "

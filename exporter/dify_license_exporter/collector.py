@@ -356,7 +356,9 @@ def _info_values(status: InstanceStatus) -> list[str]:
     instance = status.instance
     renewal = status.renewal
     license = status.license_entry
-    assert instance is not None and renewal is not None and license is not None
+    assert instance is not None
+    assert renewal is not None
+    assert license is not None
     return [
         instance.owner,
         instance.department,

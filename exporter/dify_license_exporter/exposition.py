@@ -107,7 +107,7 @@ def _next_boundary(
 def _same(cached: tuple, current: tuple) -> bool:
     """Compare snapshot keys by identity: deep equality would cost O(instances).
 
-    The cache entry holds the key's objects, so their ids cannot be reused.
+    The cache entry keeps references to the key's objects, so their ids cannot be reused.
     """
     return len(cached) == len(current) and all(a is b for a, b in zip(cached, current))
 

@@ -53,8 +53,8 @@ class ObservationSet:
     """Everything one refresh of a source observed.
 
     `clusters` lists the clusters that were fully observed: a registered instance of
-    such a cluster without an observation is `not_deployed`. `observes_pods` says
-    whether pod start times are known, so restart_pending can be published.
+    such a cluster without an observation is `not_deployed`. `observes_pods` is True
+    when pod start times are known, so restart_pending can be published.
     """
 
     source: str

@@ -138,7 +138,7 @@ class ExporterHandler(BaseHTTPRequestHandler):
             self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
     def _admit(self) -> bool:
-        """Apply the rate limit and basic auth; answer 429 or 401 when they fail."""
+        """Apply the rate limit and basic auth; respond 429 or 401 when they fail."""
         limiter = self.server.rate_limiter
         if limiter is not None and not limiter.allow():
             self._send(429, "text/plain; charset=utf-8", b"too many requests\n")
